@@ -1,0 +1,290 @@
+"""`evaluate`: the framework function every evasion attack runs through.
+
+It does what no attack is trusted to do for itself: it projects each candidate onto the ε-ball and the
+input box, re-checks success by querying the target, keeps the best adversarial example found so far
+across attacks, restarts and increasing ε, and counts queries and CPU time per ε. Passing several attacks
+runs them as a worst-case ensemble (AutoAttack's protocol): each attack only sees the samples all the
+previous ones failed on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hoplon.attacks.evasion._private import clip_to_ball_and_box
+from hoplon.attacks.types import Attack, Norm
+from hoplon.core.errors import BudgetExceeded, InputError
+from hoplon.targets.types import require
+
+if TYPE_CHECKING:
+    import torch
+
+    from hoplon.targets.types import Bounds, Target
+
+__all__ = ["EpsilonOutcome", "Evaluation", "evaluate", "merge"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EpsilonOutcome:
+    """The state after attacking at one ε: the running-best adversarial inputs and which samples they fool."""
+
+    eps: float
+    x_adv: torch.Tensor
+    is_adv: torch.Tensor
+    queries: int
+    cpu_s: float
+    wall_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What :func:`evaluate` measured. ``outcomes`` are in increasing ε; ``partial`` if a budget ran out."""
+
+    attack: str
+    components: tuple[str, ...]
+    norm: Norm
+    clean_correct: torch.Tensor
+    outcomes: tuple[EpsilonOutcome, ...]
+    partial: bool = False
+
+
+def _check_eps(eps: Sequence[float]) -> tuple[float, ...]:
+    values = tuple(float(e) for e in eps)
+    if not values:
+        raise InputError("At least one epsilon is needed.")
+    bad = [e for e in values if not e > 0]
+    if bad:
+        raise InputError(f"Every epsilon must be > 0. Got {bad[0]}.")
+    return tuple(sorted(set(values)))
+
+
+def evaluate(
+    attacks: Attack | Sequence[Attack],
+    target: Target,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: Sequence[float],
+    bounds: Bounds | None = None,
+    seed: int = 0,
+    batch_size: int = 500,
+    name: str | None = None,
+    prior: Evaluation | None = None,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Run ``attacks`` against ``target`` on ``(x, y)`` at every ε, and re-score everything.
+
+    Args:
+        attacks: one attack, or several run in sequence as a per-sample worst case.
+        target: the model; must offer what each attack's ``info.capability`` asks for.
+        x: ``(n, *shape)`` inputs inside ``bounds``; y: ``(n,)`` labels.
+        eps: perturbation budgets in the attacks' norm (absolute, in input units); sorted internally.
+        bounds: the input box (defaults to the target's declared bounds).
+        seed: all randomness derives from it; same seed ⇒ same result.
+        batch_size: samples per attack call.
+        name: label for reports (defaults to the attack's name, or ``worst-case``).
+        prior: an earlier evaluation at the same ε values whose successes count as already found
+            (the ensemble then only attacks what it left robust).
+        progress: called with the number of samples finished, for progress bars.
+
+    Returns:
+        :class:`Evaluation`. The curve is non-increasing in ε by construction: a sample fooled at ε stays
+        fooled at every larger ε (its adversarial example lies in the larger ball too).
+    """
+    import torch
+
+    chain: tuple[Attack, ...] = (attacks,) if isinstance(attacks, Attack) else tuple(attacks)
+    if not chain:
+        raise InputError("No attack to evaluate.")
+    norm = chain[0].norm
+    for attack in chain:
+        if attack.norm != norm:
+            raise InputError(f"All attacks of one evaluation must use the same norm; got {norm} and {attack.norm}.")
+        require(target, attack.info.capability, who=attack.info.title)
+    epsilons = _check_eps(eps)
+    bounds = bounds if bounds is not None else target.input_spec.bounds
+    if bounds is None:
+        raise InputError("Attacks need the input bounds; the data or the target must declare them.")
+    target.input_spec.check(x, what="data")
+    if len(y) != len(x):
+        raise InputError(f"x has {len(x)} samples but y has {len(y)} labels.")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= target.n_classes):
+        raise InputError(f"Labels must be in 0 .. {target.n_classes - 1} for this model.")
+    if not bool(bounds.contains(x).all()):
+        raise InputError("Some inputs lie outside the declared bounds; attacks must start inside the box.")
+
+    label = name or (chain[0].info.name if len(chain) == 1 else "worst-case")
+    clean_correct = target.predict(x).argmax(1) == y
+    fooled = torch.zeros(len(x), dtype=torch.bool)
+    best = x.clone()
+    prior_at = {o.eps: o for o in prior.outcomes} if prior is not None else {}
+    if prior is not None and set(prior_at) != set(epsilons):
+        raise InputError("A prior evaluation must cover the same epsilons.")
+    min_norm_cache: dict[int, torch.Tensor] = {}
+    outcomes: list[EpsilonOutcome] = []
+    partial = False
+    for e_index, e in enumerate(epsilons):
+        cpu0, wall0, q0 = time.process_time(), time.perf_counter(), target.counter.queries
+        if e in prior_at:
+            earlier = prior_at[e].is_adv & ~fooled
+            fooled |= earlier
+            best[earlier] = prior_at[e].x_adv[earlier]
+        try:
+            for a_index, attack in enumerate(chain):
+                todo = (clean_correct & ~fooled).nonzero().squeeze(1)
+                if todo.numel() == 0:
+                    break
+                if attack.info.kind == "minimum-norm":
+                    candidates = _minimum_norm_candidates(
+                        attack,
+                        a_index,
+                        min_norm_cache,
+                        target,
+                        x,
+                        y,
+                        clean_correct,
+                        epsilons[-1],
+                        bounds,
+                        seed,
+                        batch_size,
+                    )[todo]
+                    y_goal = None
+                else:
+                    generator = torch.Generator().manual_seed(seed * 1_000_003 + e_index * 7_919 + a_index * 104_729)
+                    candidates, y_goal = _run_batched(
+                        attack, target, x[todo], y[todo], e, bounds, generator, batch_size
+                    )
+                candidates = clip_to_ball_and_box(x[todo], candidates, norm, e, bounds)
+                pred = target.predict(candidates).argmax(1)
+                success = pred == y_goal if y_goal is not None else pred != y[todo]
+                hit = todo[success]
+                fooled[hit] = True
+                best[hit] = candidates[success]
+                if progress is not None:
+                    progress(int(todo.numel()))
+        except BudgetExceeded as exc:
+            log.warning("%s stopped early at eps=%g: %s", label, e, exc)
+            partial = True
+        earlier_cost = prior_at.get(e)
+        outcomes.append(
+            EpsilonOutcome(
+                eps=e,
+                x_adv=best.clone(),
+                is_adv=fooled.clone(),
+                queries=target.counter.queries - q0 + (earlier_cost.queries if earlier_cost else 0),
+                cpu_s=time.process_time() - cpu0 + (earlier_cost.cpu_s if earlier_cost else 0.0),
+                wall_s=time.perf_counter() - wall0 + (earlier_cost.wall_s if earlier_cost else 0.0),
+            )
+        )
+        if partial:
+            break
+    return Evaluation(
+        attack=label,
+        components=(prior.components if prior is not None else ()) + tuple(a.info.name for a in chain),
+        norm=norm,
+        clean_correct=clean_correct,
+        outcomes=tuple(outcomes),
+        partial=partial,
+    )
+
+
+def _run_batched(
+    attack: Attack,
+    target: Target,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    bounds: Bounds,
+    generator: torch.Generator,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    import torch
+
+    outputs, goals = [], []
+    for start in range(0, len(x), batch_size):
+        chunk = slice(start, start + batch_size)
+        result = attack.run(target, x[chunk], y[chunk], eps=eps, bounds=bounds, rng=generator)
+        if result.x_adv.shape != x[chunk].shape:
+            raise InputError(f"{attack.info.name} returned a batch of shape {tuple(result.x_adv.shape)}.")
+        outputs.append(result.x_adv.detach())
+        goals.append(result.y_target)
+    if any(g is None for g in goals):
+        return torch.cat(outputs), None
+    return torch.cat(outputs), torch.cat([g for g in goals if g is not None])
+
+
+def _minimum_norm_candidates(
+    attack: Attack,
+    a_index: int,
+    cache: dict[int, torch.Tensor],
+    target: Target,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    clean_correct: torch.Tensor,
+    eps_max: float,
+    bounds: Bounds,
+    seed: int,
+    batch_size: int,
+) -> torch.Tensor:
+    """Minimum-norm attacks run once on every correctly classified sample; each ε re-projects the result."""
+    import torch
+
+    if a_index not in cache:
+        idx = clean_correct.nonzero().squeeze(1)
+        found = x.clone()
+        if idx.numel():
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + a_index * 104_729)
+            found[idx], _ = _run_batched(attack, target, x[idx], y[idx], eps_max, bounds, generator, batch_size)
+        cache[a_index] = found
+    return cache[a_index]
+
+
+def merge(evaluations: Sequence[Evaluation], *, name: str = "worst-case") -> Evaluation:
+    """Per-sample worst case over evaluations of the same data, norm and ε values (no new queries).
+
+    A sample counts as fooled at ε if any evaluation fooled it there; its example is taken from the first.
+    """
+    if not evaluations:
+        raise InputError("Nothing to merge.")
+    first = evaluations[0]
+    eps = [o.eps for o in first.outcomes]
+    for other in evaluations[1:]:
+        if other.norm != first.norm or [o.eps for o in other.outcomes] != eps:
+            raise InputError("Only evaluations with the same norm and epsilons can be merged.")
+    outcomes = []
+    for i, e in enumerate(eps):
+        x_adv = first.outcomes[i].x_adv.clone()
+        is_adv = first.outcomes[i].is_adv.clone()
+        for other in evaluations[1:]:
+            new = other.outcomes[i].is_adv & ~is_adv
+            x_adv[new] = other.outcomes[i].x_adv[new]
+            is_adv |= new
+        outcomes.append(
+            EpsilonOutcome(
+                eps=e,
+                x_adv=x_adv,
+                is_adv=is_adv,
+                queries=sum(ev.outcomes[i].queries for ev in evaluations),
+                cpu_s=sum(ev.outcomes[i].cpu_s for ev in evaluations),
+                wall_s=sum(ev.outcomes[i].wall_s for ev in evaluations),
+            )
+        )
+    components: tuple[str, ...] = ()
+    for ev in evaluations:
+        components += ev.components
+    return Evaluation(
+        attack=name,
+        components=components,
+        norm=first.norm,
+        clean_correct=first.clean_correct,
+        outcomes=tuple(outcomes),
+        partial=any(ev.partial for ev in evaluations),
+    )

@@ -1,0 +1,1 @@
+"""The ``hoplon`` command line (Typer + Rich). Only this package prints."""

@@ -1,0 +1,88 @@
+"""Entry point of the ``hoplon`` command.
+
+Each command group lives in its own module with a ``register(app)`` function; this module only wires them
+together and maps :class:`~hoplon.core.HoplonError` to one clear line on stderr and its exit code
+(0 ok, 1 policy failed or unsafe, 2 error). A user's mistake never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from hoplon.core.errors import EXIT_ERROR, HoplonError
+
+app = typer.Typer(
+    name="hoplon",
+    help="Security for machine-learning systems: scan model files, audit models, harden them, guard them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+
+def _register_all() -> None:
+    from hoplon.cli import audit as audit_cli
+    from hoplon.cli import demo as demo_cli
+    from hoplon.cli import report as report_cli
+
+    for module in (audit_cli, demo_cli, report_cli):
+        module.register(app)
+    try:
+        from hoplon.cli import scan as scan_cli
+    except ImportError:  # the scanner's CLI module is optional while it is being built
+        return
+    scan_cli.register(app)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    _register_all()
+    try:
+        returned = app(args=argv, standalone_mode=False)
+    except HoplonError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as exc:  # the CLI boundary: report, don't dump a traceback, unless asked
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return EXIT_ERROR
+        if logging.getLogger().isEnabledFor(logging.INFO):
+            raise
+        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (run with -v for details)")
+        return EXIT_ERROR
+    # With standalone_mode=False, click returns the code of a typer.Exit instead of raising it.
+    return returned if isinstance(returned, int) else 0
+
+
+def run() -> None:  # pragma: no cover - console-script shim
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
