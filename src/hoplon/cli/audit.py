@@ -10,11 +10,11 @@ import typer
 from hoplon.cli._common import console, parse_floats, parse_names, progress_bars, robustness_table
 from hoplon.core.errors import EXIT_OK, EXIT_POLICY, InputError
 
-audit_app = typer.Typer(help="Audit a model and write report.json, report.html and report.sarif.", no_args_is_help=True)
+from hoplon.cli.groups import audit_app
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(audit_app, name="audit")
+    """The robustness command joins the shared ``audit`` group (added to ``app`` by ``main``)."""
 
 
 @audit_app.command("robustness")

@@ -25,18 +25,34 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
-def _register_all() -> None:
-    from hoplon.cli import audit as audit_cli
-    from hoplon.cli import demo as demo_cli
-    from hoplon.cli import report as report_cli
+# Each module has ``register(app)``. A module that is not installed (an optional part) is skipped; any
+# other import error is a bug and surfaces.
+COMMAND_MODULES = (
+    "audit", "demo", "report", "scan", "harden", "certify", "privacy", "llm", "gateway", "ledger", "registry",
+    "poisoning", "extraction",
+)
 
-    for module in (audit_cli, demo_cli, report_cli):
-        module.register(app)
-    try:
-        from hoplon.cli import scan as scan_cli
-    except ImportError:  # the scanner's CLI module is optional while it is being built
+
+def _register_all() -> None:
+    import importlib
+
+    from hoplon.cli.groups import GROUPS
+
+    if getattr(app, "_hoplon_registered", False):
         return
-    scan_cli.register(app)
+    for name in COMMAND_MODULES:
+        qualified = f"hoplon.cli.{name}"
+        try:
+            module = importlib.import_module(qualified)
+        except ModuleNotFoundError as exc:
+            if exc.name == qualified:
+                continue
+            raise
+        module.register(app)
+    for name, group in GROUPS.items():
+        if group.registered_commands or group.registered_groups:
+            app.add_typer(group, name=name)
+    app._hoplon_registered = True  # type: ignore[attr-defined]
 
 
 @app.callback()
