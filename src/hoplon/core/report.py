@@ -149,7 +149,7 @@ class Report:
     def read(cls, path: str | Path) -> Report:
         try:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"Cannot read report {path}: {exc}") from None
 
 
