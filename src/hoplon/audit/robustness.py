@@ -44,7 +44,9 @@ def auto_attacks(norm: Norm, n_classes: int) -> list[Attack]:
     """
     if n_classes >= 4:
         return [make("apgd-ce", norm=norm), make("apgd-t", norm=norm, n_target_classes=min(9, n_classes - 1))]
-    return [make("apgd-ce", norm=norm), make("apgd", norm=norm, loss="margin")]
+    from hoplon.attacks.evasion import APGD
+
+    return [make("apgd-ce", norm=norm), APGD(norm=norm, loss="margin")]
 
 
 def _severity(asr: float) -> Severity:

@@ -24,9 +24,12 @@ def flat_norm(delta: torch.Tensor, norm: Norm) -> torch.Tensor:
     """Per-sample norm of ``delta`` (shape ``(n,)``)."""
     flat = delta.flatten(1)
     if norm == "linf":
-        return flat.abs().amax(dim=1) if flat.shape[0] and flat.shape[1] else flat.new_zeros(flat.shape[0])
+        result: torch.Tensor = (
+            flat.abs().amax(dim=1) if flat.shape[0] and flat.shape[1] else flat.new_zeros(flat.shape[0])
+        )
+        return result
     if norm == "l2":
-        return flat.norm(p=2, dim=1)
+        return flat.pow(2).sum(dim=1).sqrt()
     return flat.abs().sum(dim=1)
 
 
