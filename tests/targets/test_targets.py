@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from hoplon.core import BudgetExceeded, InputError, ModelLoadError, TrustRequiredError, UnsupportedFormatError
+from hoplon.core import (
+    BudgetExceeded,
+    InputError,
+    ModelLoadError,
+    TrustRequiredError,
+    UnsafeArtifactError,
+    UnsupportedFormatError,
+)
 from hoplon.data import Dataset
 from hoplon.targets import (
     Budget,
@@ -105,3 +112,18 @@ def test_garbage_files_are_unsupported(tmp_path: Path) -> None:
         detect_format(tmp_path / "junk.xyz")
     with pytest.raises(InputError, match="does not exist"):
         detect_format(tmp_path / "missing.pt")
+
+
+def test_a_malicious_pickle_is_refused_even_with_trust(tmp_path: Path) -> None:
+    # GLOBAL os.system, then REDUCE: a classic payload. Built from opcodes; never executed.
+    (tmp_path / "evil.pt").write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
+    with pytest.raises(UnsafeArtifactError, match="refused even with --trust"):
+        load_target(tmp_path / "evil.pt", input_shape=(30,), trust=True)
+
+
+def test_a_trusted_state_dict_loads_through_the_restricted_loader(
+    tmp_path: Path, cancer_model: torch.nn.Module, cancer_test: Dataset
+) -> None:
+    torch.save(cancer_model.state_dict(), tmp_path / "state.pt")
+    target = load_target(tmp_path / "state.pt", input_shape=(30,), n_classes=2, arch="tabular-mlp", trust=True)
+    assert torch.allclose(target.predict(cancer_test.x), cancer_model(cancer_test.x), atol=1e-6)

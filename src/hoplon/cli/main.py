@@ -28,19 +28,48 @@ err_console = Console(stderr=True)
 # Each module has ``register(app)``. A module that is not installed (an optional part) is skipped; any
 # other import error is a bug and surfaces.
 COMMAND_MODULES = (
-    "audit", "demo", "report", "scan", "harden", "certify", "privacy", "llm", "gateway", "ledger", "registry",
-    "poisoning", "extraction",
+    "audit",
+    "demo",
+    "report",
+    "scan",
+    "harden",
+    "certify",
+    "privacy",
+    "llm",
+    "gateway",
+    "ledger",
+    "registry",
+    "poisoning",
+    "extraction",
 )
 
 
-def _register_all() -> None:
+# Top-level commands owned by one module: running one of them imports only that module, which keeps
+# `hoplon scan` starting about as fast as a single-purpose scanner. Anything else imports all of them.
+COMMAND_OWNERS: dict[str, tuple[str, ...]] = {
+    "scan": ("scan",),
+    "sign": ("scan",),
+    "verify": ("scan",),
+    "keygen": ("scan",),
+    "bom": ("scan",),
+    "demo": ("demo",),
+    "report": ("report",),
+}
+
+
+_registered: set[str] = set()  # command modules already wired into ``app`` (main may run many times per process)
+
+
+def _register_all(argv: list[str] | None = None) -> None:
     import importlib
 
     from hoplon.cli.groups import GROUPS
 
-    if getattr(app, "_hoplon_registered", False):
-        return
-    for name in COMMAND_MODULES:
+    args = sys.argv[1:] if argv is None else argv
+    first = next((a for a in args if not a.startswith("-")), "")
+    for name in COMMAND_OWNERS.get(first, COMMAND_MODULES):
+        if name in _registered:
+            continue
         qualified = f"hoplon.cli.{name}"
         try:
             module = importlib.import_module(qualified)
@@ -49,10 +78,11 @@ def _register_all() -> None:
                 continue
             raise
         module.register(app)
+        _registered.add(name)
     for name, group in GROUPS.items():
-        if group.registered_commands or group.registered_groups:
+        if f"group:{name}" not in _registered and (group.registered_commands or group.registered_groups):
             app.add_typer(group, name=name)
-    app._hoplon_registered = True  # type: ignore[attr-defined]
+            _registered.add(f"group:{name}")
 
 
 @app.callback()
@@ -68,7 +98,7 @@ def _root(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
-    _register_all()
+    _register_all(argv)
     try:
         returned = app(args=argv, standalone_mode=False)
     except HoplonError as exc:

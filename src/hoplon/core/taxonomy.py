@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from functools import cache
-from importlib import resources
+from pathlib import Path
 
 from hoplon.core.errors import InputError
 
@@ -22,7 +22,7 @@ SCHEMES: tuple[str, ...] = ("atlas", "owasp-ml", "owasp-llm", "nist-ai-rmf", "cw
 @cache
 def load_taxonomy() -> Mapping[str, Mapping[str, str]]:
     """Return ``{scheme: {id: name}}`` from the vendored ``taxonomy.json``."""
-    text = resources.files("hoplon.core").joinpath("data/taxonomy.json").read_text(encoding="utf-8")
+    text = (Path(__file__).parent / "data" / "taxonomy.json").read_text(encoding="utf-8")
     raw = json.loads(text)
     return {scheme: dict(raw[scheme]) for scheme in SCHEMES}
 

@@ -8,19 +8,28 @@ TorchScript, ONNX and safetensors load without running Python code. Pickle-based
 from __future__ import annotations
 
 import hashlib
+import logging
 import struct
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from hoplon.core.errors import InputError, ModelLoadError, TrustRequiredError, UnsupportedFormatError
+from hoplon.core.errors import (
+    InputError,
+    ModelLoadError,
+    TrustRequiredError,
+    UnsafeArtifactError,
+    UnsupportedFormatError,
+)
 from hoplon.targets.onnx_target import OnnxTarget
 from hoplon.targets.sklearn_target import SklearnTarget
 from hoplon.targets.torch_target import TorchTarget
 from hoplon.targets.types import Bounds, Budget, Target
 
 __all__ = ["ModelFormat", "detect_format", "file_digest", "load_target"]
+
+log = logging.getLogger(__name__)
 
 ModelFormat = Literal["torchscript", "torch-pickle", "onnx", "safetensors", "pickle", "joblib"]
 
@@ -83,6 +92,7 @@ def load_target(
     arch: str | None = None,
     trust: bool = False,
     budget: Budget | None = None,
+    endpoint_config: str | Path | None = None,
 ) -> Target:
     """Load ``path`` as a target for samples of ``input_shape``.
 
@@ -94,7 +104,16 @@ def load_target(
         arch: architecture for weight-only files: a demo name (``digits-cnn``) or ``package.module:function``.
         trust: allow pickle-based files, which can run arbitrary code when loaded.
         budget: optional query budget.
+        endpoint_config: for an ``http://`` or ``https://`` model, the TOML file describing the request and
+            where the scores sit in the answer (:class:`~hoplon.targets.http_target.HttpTarget`).
     """
+    if isinstance(path, str) and path.startswith(("http://", "https://")):
+        from hoplon.targets.http_target import HttpTarget, load_endpoint_config
+
+        config = load_endpoint_config(endpoint_config, url=path)
+        return HttpTarget(config, input_shape=input_shape, bounds=bounds, budget=budget)
+    if endpoint_config is not None:
+        raise InputError("--endpoint-config applies only to http:// or https:// models.")
     path = Path(path)
     fmt = detect_format(path)
     name = path.name
@@ -106,9 +125,9 @@ def load_target(
         return _load_safetensors(path, input_shape, n_classes, arch, bounds, budget)
     if not trust:
         raise TrustRequiredError(
-            f"{path} is a pickle-based file ({fmt}); loading it can run arbitrary code. "
-            "Scan it first, then pass --trust (trust=True) if you trust its source, or export the model "
-            "to TorchScript, ONNX or safetensors."
+            f"{path} is a pickle-based file ({fmt}); loading it can run arbitrary code. Check it with "
+            "'hoplon scan', then pass --trust (trust=True) if you trust its source, or export the model to "
+            "TorchScript, ONNX or safetensors. Even with --trust, a file the scanner rates unsafe is refused."
         )
     return _load_trusted_pickle(path, fmt, input_shape, n_classes, arch, bounds, budget)
 
@@ -167,25 +186,57 @@ def _load_trusted_pickle(
     bounds: Bounds | None,
     budget: Budget | None,
 ) -> Target:
-    import torch
+    """Open a pickle-based file the user trusts, through the scanner first.
+
+    The scan refuses any file with a high or critical finding (a dangerous callable), trust or not. Then
+    the most restrictive loader is tried (``torch.load(weights_only=True)``, or an unpickler that imports
+    only allowlisted globals); only if the file needs more (a pickled module class of the user's own) does
+    the full loader run, because the user passed ``trust``.
+    """
     from torch import nn
 
-    if fmt == "torch-pickle" or (fmt == "pickle" and path.suffix.lower() in {".pt", ".pth", ".ckpt", ".bin"}):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=arch is not None)
-        except Exception as exc:  # torch.load raises many unrelated types for bad files
-            raise ModelLoadError(f"Cannot load {path} with torch.load: {str(exc).splitlines()[0]}") from None
-        if isinstance(obj, nn.Module):
-            return TorchTarget(obj, input_shape=input_shape, bounds=bounds, budget=budget, name=path.name)
-        if isinstance(obj, dict) and arch is not None:
-            return _module_from_state(obj, path, input_shape, n_classes, arch, bounds, budget)
-        raise ModelLoadError(f"{path} holds a {type(obj).__name__}, not a model; pass --arch for a state dict.")
+    from hoplon.core.finding import Severity
+    from hoplon.scan import safe_load, scan_file
+
+    records = scan_file(path)
+    dangerous = [f for r in records for f in r.findings if f.severity >= Severity.HIGH]
+    if dangerous:
+        worst = max(dangerous, key=lambda f: f.severity)
+        raise UnsafeArtifactError(
+            f"{path} is unsafe and is refused even with --trust: [{worst.severity.label}] {worst.summary}"
+        )
+    framework = (
+        "torch" if fmt == "torch-pickle" or path.suffix.lower() in {".pt", ".pth", ".ckpt", ".bin"} else "joblib"
+    )
     try:
+        obj = safe_load(path, framework=framework, fail_on=Severity.HIGH)  # type: ignore[arg-type]
+    except (UnsafeArtifactError, ModelLoadError) as exc:
+        log.warning(
+            "%s needs the unrestricted %s loader (%s); using it because the file is trusted.", path, framework, exc
+        )
+        obj = _full_load(path, framework)
+    if isinstance(obj, nn.Module):
+        return TorchTarget(obj, input_shape=input_shape, bounds=bounds, budget=budget, name=path.name)
+    if isinstance(obj, Mapping) and framework == "torch":
+        if arch is None:
+            raise InputError(f"{path} holds a state dict; pass --arch to say which architecture it fits.")
+        return _module_from_state(obj, path, input_shape, n_classes, arch, bounds, budget)
+    if hasattr(obj, "predict_proba"):
+        return SklearnTarget(obj, input_shape=input_shape, bounds=bounds, budget=budget, name=path.name)
+    raise ModelLoadError(f"{path} holds a {type(obj).__name__}, not a model hoplon can audit.")
+
+
+def _full_load(path: Path, framework: str) -> object:
+    """The unrestricted loaders, reached only with ``trust`` and after the scan found nothing dangerous."""
+    try:
+        if framework == "torch":
+            import torch
+
+            return torch.load(path, map_location="cpu", weights_only=False)
         import joblib
-    except ImportError:  # joblib comes with scikit-learn
-        raise ModelLoadError("Loading pickled scikit-learn models needs joblib.") from None
-    try:
-        estimator = joblib.load(path)
+
+        return joblib.load(path)
     except Exception as exc:  # unpickling raises arbitrary types
-        raise ModelLoadError(f"Cannot load {path} with joblib: {str(exc).splitlines()[0]}") from None
-    return SklearnTarget(estimator, input_shape=input_shape, bounds=bounds, budget=budget, name=path.name)
+        raise ModelLoadError(
+            f"Cannot load {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
