@@ -226,6 +226,27 @@ def test_published_callable_is_unsafe(scan_bytes: ScanBytes, key: str, qualname:
     assert classify(module, name).category == "dangerous"
 
 
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("uuid", "_get_command_stdout"),
+        ("imaplib", "IMAP4_stream"),
+        ("_pyrepl.pager", "pipe_pager"),
+        ("_osx_support", "_read_output"),
+        ("_aix_support", "_read_cmd_output"),
+    ],
+)
+def test_cve_2026_56315_stdlib_command_gadgets(scan_bytes: ScanBytes, module: str, name: str) -> None:
+    records = scan_bytes(b.call(module, name, "id"))
+    assert worst(records) == "unsafe"
+    assert f"{module}.{name}" in callables(records)
+
+
+def test_cve_2026_56304_logging_filehandler(scan_bytes: ScanBytes) -> None:
+    records = scan_bytes(b.call("logging", "FileHandler", "/tmp/created-by-pickle"))
+    assert worst(records) == "unsafe"
+
+
 REGRESSION_TESTS = {
     "pip-main": test_cve_2025_1716_pip_main,
     "nonstandard-extension-in-zip": test_cve_2025_1889_nonstandard_extension_in_torch_zip,
@@ -257,6 +278,8 @@ REGRESSION_TESTS = {
     "ctypes": test_published_callable_is_unsafe,
     "webbrowser-shutil": test_published_callable_is_unsafe,
     "importlib-import": test_published_callable_is_unsafe,
+    "stdlib-command-gadgets-2026": test_cve_2026_56315_stdlib_command_gadgets,
+    "logging-filehandler": test_cve_2026_56304_logging_filehandler,
 }
 
 

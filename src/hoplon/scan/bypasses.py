@@ -195,6 +195,26 @@ BYPASSES: tuple[Bypass, ...] = (
         ),
     ),
     Bypass(
+        "stdlib-command-gadgets-2026",
+        "CVE-2026-56315 (picklescan before 1.0.4: uuid, imaplib, _pyrepl.pager, _osx_support, _aix_support not blocked)",
+        ("picklescan",),
+        "standard-library helpers that spawn a shell command, missing from picklescan's denylist",
+        (
+            "uuid._get_command_stdout",
+            "imaplib.IMAP4_stream",
+            "_pyrepl.pager.pipe_pager",
+            "_osx_support._read_output",
+            "_aix_support._read_cmd_output",
+        ),
+    ),
+    Bypass(
+        "logging-filehandler",
+        "CVE-2026-56304 (picklescan before 1.0.1: logging.FileHandler creates files on the loading host)",
+        ("picklescan",),
+        "instantiating logging.FileHandler creates (or truncates) an arbitrary file when unpickled",
+        ("logging.FileHandler",),
+    ),
+    Bypass(
         "timeit-cprofile",
         "picklescan / modelscan: timeit.timeit, cProfile.run and profile.run execute code strings (2025)",
         ("picklescan", "modelscan"),
