@@ -196,7 +196,7 @@ BYPASSES: tuple[Bypass, ...] = (
     ),
     Bypass(
         "stdlib-command-gadgets-2026",
-        "CVE-2026-56315 (picklescan before 1.0.4: uuid, imaplib, _pyrepl.pager, _osx_support, _aix_support not blocked)",
+        "CVE-2026-56315 (picklescan < 1.0.4: uuid, imaplib, _pyrepl.pager, _osx_support, _aix_support not blocked)",
         ("picklescan",),
         "standard-library helpers that spawn a shell command, missing from picklescan's denylist",
         (
