@@ -1,5 +1,23 @@
 """Pure metric functions: one definition of each figure, used everywhere hoplon reports it."""
 
+from hoplon.metrics.privacy import (
+    FPR_LEVELS,
+    RocCurve,
+    attribute_advantage,
+    auc,
+    balanced_accuracy,
+    bootstrap_interval,
+    dp_tpr_bound,
+    empirical_epsilon,
+    exposure,
+    membership_advantage,
+    min_resolvable_fpr,
+    paired_bootstrap_difference,
+    privacy_row,
+    reconstruction_similarity,
+    roc_curve,
+    tpr_at_fpr,
+)
 from hoplon.metrics.robustness import (
     accuracy,
     attack_success_rate,
@@ -8,4 +26,26 @@ from hoplon.metrics.robustness import (
     robustness_rows,
 )
 
-__all__ = ["accuracy", "attack_success_rate", "perturbation_norms", "robust_accuracy", "robustness_rows"]
+__all__ = [
+    "FPR_LEVELS",
+    "RocCurve",
+    "accuracy",
+    "attack_success_rate",
+    "attribute_advantage",
+    "auc",
+    "balanced_accuracy",
+    "bootstrap_interval",
+    "dp_tpr_bound",
+    "empirical_epsilon",
+    "exposure",
+    "membership_advantage",
+    "min_resolvable_fpr",
+    "paired_bootstrap_difference",
+    "perturbation_norms",
+    "privacy_row",
+    "reconstruction_similarity",
+    "robust_accuracy",
+    "robustness_rows",
+    "roc_curve",
+    "tpr_at_fpr",
+]

@@ -1,0 +1,1 @@
+"""Defenses: training recipes, runtime defenses and certifiers that harden a model."""
