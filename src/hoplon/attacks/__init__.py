@@ -6,7 +6,7 @@ projection, success re-checking, running-best tracking and query counting.
 
 from hoplon.attacks import evasion as evasion
 from hoplon.attacks.evaluate import EpsilonOutcome, Evaluation, evaluate, merge
-from hoplon.attacks.evasion import APGD, FGSM, PGD, CarliniWagnerL2
+from hoplon.attacks.evasion import APGD, FGSM, PGD, CarliniWagnerL2, HopSkipJump, SquareAttack
 from hoplon.attacks.registry import ATTACKS, AttackFactory, make, register
 from hoplon.attacks.types import AdversarialBatch, Attack, AttackInfo, AttackKind, Norm
 
@@ -23,7 +23,9 @@ __all__ = [
     "CarliniWagnerL2",
     "EpsilonOutcome",
     "Evaluation",
+    "HopSkipJump",
     "Norm",
+    "SquareAttack",
     "evaluate",
     "make",
     "merge",

@@ -10,18 +10,20 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hoplon.attacks import ATTACKS, Attack, Evaluation, Norm, evaluate, make, merge
+from hoplon.attacks.evasion._blackbox import watch_budget
+from hoplon.audit.masking import box_size_check, masking_findings, zero_gradient_check
 from hoplon.audit.policy import Gate, check_gates
-from hoplon.core.errors import InputError
+from hoplon.core.errors import BudgetExceeded, InputError
 from hoplon.core.finding import Finding, Severity
 from hoplon.core.report import Asset, Report
 from hoplon.metrics import robustness_rows
+from hoplon.targets.types import Capability
 
 if TYPE_CHECKING:
-
     from hoplon.data import Dataset
     from hoplon.targets import Target
 
-__all__ = ["AUTO", "DEFAULT_ATTACKS", "auto_attacks", "findings_from_rows", "robustness"]
+__all__ = ["AUTO", "DEFAULT_ATTACKS", "auto_attacks", "black_box_attacks", "findings_from_rows", "robustness"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,16 @@ def auto_attacks(norm: Norm, n_classes: int) -> list[Attack]:
     from hoplon.attacks.evasion import APGD
 
     return [make("apgd-ce", norm=norm), APGD(norm=norm, loss="margin")]
+
+
+def black_box_attacks(norm: Norm, target: Target) -> list[Attack]:
+    """The worst-case ensemble for a target without gradients: Square Attack (5,000 queries per sample) when it
+    gives scores, then HopSkipJump on what is left; HopSkipJump alone when it gives only labels."""
+    chain: list[Attack] = []
+    if Capability.SCORES in target.capabilities:
+        chain.append(make("square", norm=norm, max_queries=5000))
+    chain.append(make("hsja", norm=norm))
+    return chain
 
 
 def _severity(asr: float) -> Severity:
@@ -192,6 +204,14 @@ def _examples(data: Dataset, evaluation: Evaluation, target: Target) -> dict[str
     return figure
 
 
+def _safe_examples(data: Dataset, evaluation: Evaluation, target: Target) -> dict[str, Any]:
+    """The example grid, or none when the query budget (or the endpoint) cannot answer one more batch."""
+    try:
+        return _examples(data, evaluation, target)
+    except BudgetExceeded:
+        return {"attack": evaluation.attack, "norm": evaluation.norm, "kind": data.kind, "n_fooled": 0, "items": []}
+
+
 def _resolve(names: Sequence[str | Attack], norm: Norm) -> tuple[list[Attack], bool]:
     singles: list[Attack] = []
     use_auto = False
@@ -225,6 +245,7 @@ def robustness(
     command: str | None = None,
     model_digest: str | None = None,
     progress: ProgressFactory | None = None,
+    masking_checks: bool = True,
 ) -> Report:
     """Audit ``target``'s robustness to evasion on ``data`` and return the report.
 
@@ -240,6 +261,10 @@ def robustness(
         gates: policy floors, checked against the headline rows; results under ``results.gates``.
         command: the command line to record (defaults to ``sys.argv``).
         progress: ``progress(label, total)`` returns a callback that advances by finished samples.
+        masking_checks: add gradient-masking findings (:mod:`hoplon.audit.masking`): a black-box attack beating
+            the white-box ones, no collapse at the box size (one extra attack at that ε), a non-monotone
+            curve, many all-zero gradients. A target without gradients gets the black-box ensemble under
+            ``auto``, and the default gradient attacks are skipped for it.
 
     Returns:
         A :class:`Report` of kind ``robustness`` with ``results.robustness`` rows.
@@ -263,51 +288,148 @@ def robustness(
                 "eps=%g is larger than the input box (%s); every input is reachable.", e, data.bounds.describe()
             )
     singles, use_auto = _resolve(attacks, norm)
+    has_gradients = Capability.GRADIENTS in target.capabilities
+    unusable = [a for a in singles if a.info.capability not in target.capabilities]
+    if unusable and (len(unusable) < len(singles) or use_auto):
+        log.warning(
+            "%s gives no %s; skipping %s (the black-box attacks stand in).",
+            target.name,
+            "/".join(sorted({a.info.capability.value for a in unusable})),
+            ", ".join(a.info.name for a in unusable),
+        )
+        singles = [a for a in singles if a.info.capability in target.capabilities]
 
     def bar(label: str, n_attacks: int) -> Callable[[int], None] | None:
         return progress(label, data.n * len(eps) * n_attacks) if progress is not None else None
 
-    evaluations = [
-        evaluate(
-            a,
-            target,
-            data.x,
-            data.y,
-            eps=eps,
-            bounds=data.bounds,
-            seed=seed,
-            batch_size=batch_size,
-            progress=bar(a.info.name, 1),
-        )
-        for a in singles
-    ]
-    prior = merge(evaluations) if evaluations else None
-    if use_auto:
-        chain = auto_attacks(norm, target.n_classes)
-        worst: Evaluation | None = evaluate(
-            chain,
-            target,
-            data.x,
-            data.y,
-            eps=eps,
-            bounds=data.bounds,
-            seed=seed,
-            batch_size=batch_size,
-            name="worst-case",
-            prior=prior,
-            progress=bar("worst-case", len(chain)),
-        )
-    else:
-        worst = prior if len(evaluations) > 1 else None
+    with watch_budget(target) as watched:
+        worst, evaluations = _run_all(target, data, singles, use_auto, has_gradients, norm, eps, seed, batch_size, bar)
     rows: list[dict[str, Any]] = []
     for ev in evaluations:
         rows.extend(robustness_rows(ev, data.x))
     if worst is not None:
         rows.extend(robustness_rows(worst, data.x))
+    if watched.stopped_early:
+        log.warning("The query budget stopped a black-box attack early; the results are partial.")
+        for row in rows:
+            row["partial"] = True
+    return _assemble(
+        target,
+        data,
+        rows,
+        worst,
+        evaluations,
+        gates,
+        norm,
+        eps,
+        attacks,
+        seed,
+        batch_size,
+        command,
+        model_digest,
+        masking_checks,
+    )
+
+
+def _run_all(
+    target: Target,
+    data: Dataset,
+    singles: list[Attack],
+    use_auto: bool,
+    has_gradients: bool,
+    norm: Norm,
+    eps: Sequence[float],
+    seed: int,
+    batch_size: int,
+    bar: Callable[[str, int], Callable[[int], None] | None],
+) -> tuple[Evaluation | None, list[Evaluation]]:
+    evaluations: list[Evaluation] = []
+    for a in singles:
+        try:
+            evaluations.append(
+                evaluate(
+                    a,
+                    target,
+                    data.x,
+                    data.y,
+                    eps=eps,
+                    bounds=data.bounds,
+                    seed=seed,
+                    batch_size=batch_size,
+                    progress=bar(a.info.name, 1),
+                )
+            )
+        except BudgetExceeded as exc:
+            # The budget or the endpoint gave out before this attack could start: keep what earlier ones found.
+            if not evaluations:
+                raise
+            log.warning("%s could not run: %s", a.info.name, exc)
+            _mark_partial(evaluations)
+            return (merge(evaluations) if len(evaluations) > 1 else None), evaluations
+    prior = merge(evaluations) if evaluations else None
+    if use_auto and prior is not None and prior.partial:
+        return prior if len(evaluations) > 1 else None, evaluations
+    if use_auto:
+        chain = auto_attacks(norm, target.n_classes) if has_gradients else black_box_attacks(norm, target)
+        try:
+            worst: Evaluation | None = evaluate(
+                chain,
+                target,
+                data.x,
+                data.y,
+                eps=eps,
+                bounds=data.bounds,
+                seed=seed,
+                batch_size=batch_size,
+                name="worst-case",
+                prior=prior,
+                progress=bar("worst-case", len(chain)),
+            )
+        except BudgetExceeded as exc:
+            if not evaluations:
+                raise
+            log.warning("The worst-case ensemble could not run: %s", exc)
+            _mark_partial(evaluations)
+            return (merge(evaluations) if len(evaluations) > 1 else None), evaluations
+    else:
+        worst = prior if len(evaluations) > 1 else None
+    return worst, evaluations
+
+
+def _mark_partial(evaluations: list[Evaluation]) -> None:
+    import dataclasses
+
+    evaluations[:] = [dataclasses.replace(ev, partial=True) for ev in evaluations]
+
+
+def _assemble(
+    target: Target,
+    data: Dataset,
+    rows: list[dict[str, Any]],
+    worst: Evaluation | None,
+    evaluations: list[Evaluation],
+    gates: Sequence[Gate],
+    norm: Norm,
+    eps: Sequence[float],
+    attacks: Sequence[str | Attack],
+    seed: int,
+    batch_size: int,
+    command: str | None,
+    model_digest: str | None,
+    masking_checks: bool,
+) -> Report:
     headline_eval = worst if worst is not None else evaluations[0]
     headline = [r for r in rows if r["attack"] == headline_eval.attack]
     gate_results = check_gates(gates, headline)
     findings = findings_from_rows(rows, asset=target.name)
+    if masking_checks:
+        findings.extend(masking_findings(rows, asset=target.name))
+        if not any(r.get("partial") for r in rows):
+            try:
+                findings.extend(zero_gradient_check(target, data)[0])
+                findings.extend(box_size_check(target, data, norm=norm, seed=seed, batch_size=batch_size)[0])
+            except BudgetExceeded:
+                log.warning("The query budget left no room for the model-based masking checks; skipped.")
     assets = [
         Asset(
             kind="model",
@@ -342,7 +464,7 @@ def robustness(
             "headline": headline_eval.attack,
             "gates": [g.to_dict() for g in gate_results],
         },
-        figures={"examples": _examples(data, headline_eval, target)},
+        figures={"examples": _safe_examples(data, headline_eval, target)},
         config={
             "norm": norm,
             "eps": sorted(float(e) for e in eps),

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from hoplon.cli._common import console, parse_floats, parse_names, progress_bars, robustness_table
-from hoplon.core.errors import EXIT_OK, EXIT_POLICY, InputError
-
+from hoplon.cli._common import console, err_console, parse_floats, parse_names, progress_bars, robustness_table
 from hoplon.cli.groups import audit_app
+from hoplon.core.errors import EXIT_ERROR, EXIT_OK, EXIT_POLICY, InputError
 
 
 def register(app: typer.Typer) -> None:
@@ -60,6 +59,10 @@ def robustness_command(
     ] = None,
     max_queries: Annotated[int | None, typer.Option(help="Query budget for the whole audit (model rows).")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per attack batch.")] = 500,
+    endpoint_config: Annotated[
+        Path | None,
+        typer.Option(help="For an http(s):// --model: TOML describing the request and where the scores sit."),
+    ] = None,
 ) -> None:
     """Measure robustness to adversarial examples: robust accuracy per attack and ε, and the worst case."""
     from hoplon.audit import parse_gate
@@ -85,7 +88,9 @@ def robustness_command(
         arch=arch,
         trust=trust,
         budget=Budget(max_queries) if max_queries else None,
+        endpoint_config=endpoint_config,
     )
+    is_remote = model.startswith(("http://", "https://"))
     with progress_bars() as bars:
         report = run_audit(
             target,
@@ -97,13 +102,20 @@ def robustness_command(
             n_samples=n,
             gates=gates,
             batch_size=batch_size,
-            model_digest=file_digest(model),
+            model_digest=None if is_remote else file_digest(model),
             progress=bars,
         )
     paths = write_report(report, out)
     rows = report.results["robustness"]
     console.print(robustness_table(rows, f"Robustness of {target.name} on {dataset.name} ({norm})"))
     _print_outcome(report.results.get("gates", []), paths)
+    if any(row.get("partial") for row in rows):
+        err_console.print(
+            "[bold red]error:[/] the query budget ran out or the endpoint stopped answering; the report holds the "
+            "results gathered so far, marked partial.",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_ERROR)
     failed = [g for g in report.results.get("gates", []) if not g["passed"]]
     raise typer.Exit(EXIT_POLICY if failed else EXIT_OK)
 

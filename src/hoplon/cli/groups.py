@@ -10,6 +10,8 @@ import typer
 
 audit_app = typer.Typer(help="Audit a model and write report.json, report.html and report.sarif.", no_args_is_help=True)
 harden_app = typer.Typer(help="Harden a model: adversarial, private or noise-augmented training.", no_args_is_help=True)
-redteam_app = typer.Typer(help="Run attackers against a live endpoint (loopback only by default).", no_args_is_help=True)
+redteam_app = typer.Typer(
+    help="Run attackers against a live endpoint (loopback only by default).", no_args_is_help=True
+)
 
 GROUPS: dict[str, typer.Typer] = {"audit": audit_app, "harden": harden_app, "redteam": redteam_app}

@@ -1,5 +1,12 @@
 """Model adapters behind one protocol: :class:`Target` (scores) and :class:`DifferentiableTarget` (gradients)."""
 
+from hoplon.targets.http_target import (
+    EndpointConfig,
+    EndpointError,
+    EndpointUnavailable,
+    HttpTarget,
+    load_endpoint_config,
+)
 from hoplon.targets.loading import ModelFormat, detect_format, file_digest, load_target
 from hoplon.targets.onnx_target import OnnxTarget
 from hoplon.targets.sklearn_target import SklearnTarget
@@ -21,6 +28,10 @@ __all__ = [
     "Budget",
     "Capability",
     "DifferentiableTarget",
+    "EndpointConfig",
+    "EndpointError",
+    "EndpointUnavailable",
+    "HttpTarget",
     "InputSpec",
     "ModelFormat",
     "OnnxTarget",
@@ -31,6 +42,7 @@ __all__ = [
     "TorchTarget",
     "detect_format",
     "file_digest",
+    "load_endpoint_config",
     "load_target",
     "require",
 ]
