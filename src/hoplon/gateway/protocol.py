@@ -1,0 +1,187 @@
+"""Request and response bodies of model APIs: Open Inference Protocol (KServe v2) and plain JSON.
+
+Inputs: ``{"inputs": [{"name", "shape", "datatype", "data"}]}`` (v2), ``{"instances": [...]}`` or
+``{"inputs": [[...], ...]}`` (plain). Outputs with class scores: v2 ``outputs`` of shape ``[batch, classes]``,
+or plain ``predictions`` / ``probabilities`` / ``scores`` lists of rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["BadRequest", "ParsedInput", "harden_response", "parse_inputs"]
+
+Style = Literal["v2", "instances", "inputs"]
+_V2_NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "BOOL"}
+_SCORE_KEYS = ("predictions", "probabilities", "scores")
+
+
+class BadRequest(Exception):
+    """The body cannot be used; ``reason`` is a short code, ``status`` the HTTP status."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+def _reject_constant(name: str) -> float:
+    raise BadRequest(400, "non_finite", f"The input holds {name}; NaN and infinity are refused.")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedInput:
+    array: np.ndarray  # float64, batch axis first
+    style: Style
+    name: str = "input"
+
+    @property
+    def batch(self) -> int:
+        return int(self.array.shape[0]) if self.array.ndim else 1
+
+    def row_digests(self) -> list[bytes]:
+        """SHA-256 of each sample's float32 bytes: the same sample gives the same digest however it is sent."""
+        rows = np.ascontiguousarray(self.array.reshape(self.batch, -1), dtype=np.float32)
+        return [hashlib.sha256(r.tobytes()).digest() for r in rows]
+
+
+# One decoder, made once: ``json.loads(..., parse_constant=...)`` builds a new decoder on every call.
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def parse_json(body: bytes, *, strict: bool = True) -> Any:
+    """Parse a JSON body; ``strict`` refuses NaN and infinity (request bodies), else they pass (model answers)."""
+    try:
+        return _STRICT.decode(body.decode()) if strict else json.loads(body)
+    except BadRequest:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(400, "bad_json", f"The body is not valid JSON: {exc}") from None
+
+
+def parse_inputs(body: bytes, *, max_elements: int) -> ParsedInput:
+    """Parse and check an inference body: numeric, finite, rectangular, at most ``max_elements`` values."""
+    doc = parse_json(body)
+    if not isinstance(doc, dict):
+        raise BadRequest(400, "bad_body", "The body must be a JSON object with `inputs` or `instances`.")
+    style: Style
+    name = "input"
+    if isinstance(doc.get("inputs"), list) and doc["inputs"] and isinstance(doc["inputs"][0], dict):
+        if len(doc["inputs"]) != 1:
+            raise BadRequest(400, "bad_body", "Send exactly one input tensor.")
+        tensor = doc["inputs"][0]
+        shape, datatype, data = tensor.get("shape"), tensor.get("datatype", "FP32"), tensor.get("data")
+        name = str(tensor.get("name", "input"))
+        if datatype not in _V2_NUMERIC:
+            raise BadRequest(400, "bad_dtype", f"The datatype {datatype!r} is not numeric.")
+        if not (isinstance(shape, list) and shape and all(isinstance(s, int) and s >= 0 for s in shape)):
+            raise BadRequest(400, "bad_shape", "`shape` must be a list of non-negative integers.")
+        size = math.prod(shape)
+        if size > max_elements:
+            raise BadRequest(413, "too_many_elements", f"The input has more than {max_elements} values.")
+        array = _numeric(data)
+        if array.size != size:
+            raise BadRequest(400, "bad_shape", f"`data` holds {array.size} values; `shape` {shape} needs {size}.")
+        array = array.reshape(shape)
+        style = "v2"
+    elif isinstance(doc.get("instances"), list):
+        array, style = _numeric(doc["instances"]), "instances"
+    elif isinstance(doc.get("inputs"), list):
+        array, style = _numeric(doc["inputs"]), "inputs"
+    else:
+        raise BadRequest(400, "bad_body", "The body must hold `inputs` (v2 tensors or rows) or `instances`.")
+    if array.size > max_elements:
+        raise BadRequest(413, "too_many_elements", f"The input has more than {max_elements} values.")
+    if array.ndim < 1:
+        raise BadRequest(400, "bad_shape", "The input must have a batch axis.")
+    if not np.isfinite(array).all():
+        raise BadRequest(400, "non_finite", "The input holds NaN or infinite values.")
+    return ParsedInput(array, style, name)
+
+
+def _numeric(data: Any) -> np.ndarray:
+    try:
+        array = np.asarray(data, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise BadRequest(400, "bad_values", "The input must be a rectangular array of numbers.") from None
+    return array
+
+
+@dataclass(frozen=True, slots=True)
+class Hardening:
+    label_only: bool
+    top_k: int | None
+    round_digits: int | None
+    noise_scale: float
+    noise_key: bytes
+    strip_fields: tuple[str, ...]
+
+
+def _harden_matrix(scores: np.ndarray, digests: list[bytes], h: Hardening) -> np.ndarray:
+    out = scores.astype(np.float64, copy=True)
+    if h.noise_scale > 0 and len(digests) == len(out):
+        is_prob = bool(np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
+        for i, digest in enumerate(digests):
+            seed = int.from_bytes(hmac.new(h.noise_key, digest, hashlib.sha256).digest()[:8], "little")
+            out[i] += np.random.default_rng(seed).normal(0.0, h.noise_scale, out.shape[1])
+        if is_prob:
+            out = np.clip(out, 0.0, None)
+            out /= np.maximum(out.sum(axis=1, keepdims=True), 1e-12)
+    if h.top_k is not None and h.top_k < out.shape[1]:
+        cut = np.sort(out, axis=1)[:, -h.top_k][:, None]
+        out = np.where(out >= cut, out, 0.0)
+    if h.round_digits is not None:
+        out = np.round(out, h.round_digits)
+    return out
+
+
+def harden_response(doc: Any, digests: list[bytes], h: Hardening) -> tuple[Any, dict[str, Any]]:
+    """Strip internal fields and harden class scores in a response; return it and an audit summary."""
+    summary: dict[str, Any] = {}
+    if not isinstance(doc, dict):
+        return doc, summary
+    for key in h.strip_fields:
+        doc.pop(key, None)
+    if isinstance(doc.get("outputs"), list):
+        kept = []
+        for out in doc["outputs"]:
+            if not isinstance(out, dict) or out.get("name") in h.strip_fields:
+                continue
+            shape = out.get("shape")
+            if isinstance(shape, list) and len(shape) == 2 and isinstance(out.get("data"), list):
+                try:
+                    matrix = np.asarray(out["data"], dtype=np.float64).reshape(shape)
+                except (ValueError, TypeError):
+                    kept.append(out)
+                    continue
+                summary["labels"] = matrix.argmax(axis=1).tolist()
+                if h.label_only:
+                    kept.append({"name": "label", "shape": [shape[0]], "datatype": "INT64", "data": summary["labels"]})
+                    continue
+                out = {**out, "data": _harden_matrix(matrix, digests, h).ravel().tolist()}
+            kept.append(out)
+        doc["outputs"] = kept
+        return doc, summary
+    for key in _SCORE_KEYS:
+        value = doc.get(key)
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            try:
+                matrix = np.asarray(value, dtype=np.float64)
+            except (ValueError, TypeError):
+                continue
+            if matrix.ndim != 2:
+                continue
+            summary["labels"] = matrix.argmax(axis=1).tolist()
+            if h.label_only:
+                del doc[key]
+                doc["labels"] = summary["labels"]
+            else:
+                doc[key] = _harden_matrix(matrix, digests, h).tolist()
+    return doc, summary

@@ -1,0 +1,444 @@
+"""`Ledger`: an append-only, hash-chained log with signed RFC 9162 Merkle checkpoints.
+
+Appends go to a background writer thread that commits in groups: without durability it gathers records for
+``commit_delay_s`` (5 ms) and writes them in one transaction; with durability, whatever queued while the
+previous commit ran goes into the next. ``append`` waits for the commit; ``submit`` returns a future at once.
+With ``durable=True`` every commit is fsynced (SQLite ``synchronous=FULL``, PostgreSQL
+``synchronous_commit=on``) and callers are expected to wait; with ``durable=False`` a process crash loses at
+most the records still queued: ``commit_delay_s`` plus one commit, about 5-10 ms of records (see
+``docs/ledger.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from hoplon.core.errors import HoplonError, InputError
+from hoplon.ledger import merkle
+from hoplon.ledger._backends import Connection, connect, describe_url, sqlite_path
+from hoplon.ledger.signing import key_id, load_or_create_key, load_public_key, public_pem, sign
+from hoplon.ledger.types import (
+    ENTRY_VERSION,
+    Checkpoint,
+    ConsistencyProof,
+    Entry,
+    InclusionProof,
+    VerifyResult,
+    canonical_json,
+    checkpoint_text,
+)
+
+__all__ = ["GENESIS", "Ledger", "LedgerError"]
+
+log = logging.getLogger(__name__)
+GENESIS = "00" * 32
+_ENTRY_COLUMNS = "seq, ts, kind, identity, prev, hash, data"
+
+
+class LedgerError(HoplonError):
+    """The ledger could not be written or read."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    ts: float
+    kind: str
+    identity: str | None
+    body: Mapping[str, Any]
+    future: Future[Entry]
+
+
+@dataclass(frozen=True, slots=True)
+class _Control:
+    action: str  # "flush", "checkpoint" or "stop"
+    future: Future[None]
+
+
+class Ledger:
+    """The tamper-evident log. Open one with :meth:`Ledger.open`; close it (or use ``with``) to flush.
+
+    Args:
+        url: ``sqlite:///path.db`` or ``postgresql://user@host/db``.
+        signing_key: an Ed25519 private key, or the path of its PEM file (created 0600 if missing). Default:
+            ``<db>.key`` beside a SQLite file; PostgreSQL needs it explicitly.
+        durable: fsync each group commit (see the module docstring).
+        checkpoint_every: sign a checkpoint at least every this many entries (>= 1).
+        checkpoint_interval_s: and at least this often while entries arrive; one more on close.
+        max_batch: the most records one commit takes.
+        commit_delay_s: how long the writer waits after the first queued record to gather more into one commit
+            (default 5 ms without durability, 0 with it). It bounds the loss window on a crash, and trades a
+            little latency of the record (never of the response, unless durable) for far fewer commits.
+        on_error: called with the exception when a commit fails (for metrics and alerts).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        signing_key: Ed25519PrivateKey | str | Path | None = None,
+        durable: bool = False,
+        checkpoint_every: int = 1000,
+        checkpoint_interval_s: float = 10.0,
+        max_batch: int = 2048,
+        commit_delay_s: float | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        if checkpoint_every < 1:
+            raise InputError(f"The 'checkpoint_every' parameter of Ledger must be >= 1. Got {checkpoint_every}.")
+        if checkpoint_interval_s <= 0:
+            raise InputError(
+                f"The 'checkpoint_interval_s' parameter of Ledger must be > 0. Got {checkpoint_interval_s}."
+            )
+        self.url = url
+        self.durable = durable
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.max_batch = max_batch
+        self.commit_delay_s = (0.0 if durable else 0.005) if commit_delay_s is None else commit_delay_s
+        self.on_error = on_error
+        self.write_errors = 0
+        self.appended = 0
+        if signing_key is None:
+            path = sqlite_path(url)
+            if path is None:
+                raise InputError("A PostgreSQL ledger needs signing_key (an Ed25519 PEM file path).")
+            signing_key = path.with_name(path.name + ".key")
+        self._key = signing_key if isinstance(signing_key, Ed25519PrivateKey) else load_or_create_key(signing_key)
+        self.key_id = key_id(self._key.public_key())
+        self._conn = connect(url, durable=durable)
+        self._register_key()
+        self._queue: queue.SimpleQueue[_Pending | _Control] = queue.SimpleQueue()
+        self._frontier: merkle.Frontier | None = None
+        self._last_cp_size, self.last_checkpoint_ts = self._last_checkpoint_head()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="hoplon-ledger-writer", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def open(cls, url: str, **options: Any) -> Ledger:
+        """Open (creating if needed) the ledger at ``url``; keyword options as for :class:`Ledger`."""
+        return cls(url, **options)
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def healthy(self) -> bool:
+        """The writer thread runs and the ledger is open."""
+        return not self._closed and self._thread.is_alive()
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self._key.public_key()
+
+    # ------------------------------------------------------------------ writing
+
+    def submit(self, record: Mapping[str, Any], *, kind: str = "record", identity: str | None = None) -> Future[Entry]:
+        """Queue ``record`` (a JSON-able mapping) and return a future that resolves to its :class:`Entry`."""
+        if self._closed:
+            raise LedgerError("The ledger is closed.")
+        future: Future[Entry] = Future()
+        self._queue.put(_Pending(time.time(), kind, identity, record, future))
+        return future
+
+    def append(
+        self,
+        record: Mapping[str, Any],
+        *,
+        kind: str = "record",
+        identity: str | None = None,
+        timeout_s: float | None = 30.0,
+    ) -> Entry:
+        """Append ``record`` and wait for its commit; return the entry (its ``seq`` and ``hash``)."""
+        return self.submit(record, kind=kind, identity=identity).result(timeout=timeout_s)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait until everything submitted so far is committed (or has failed)."""
+        self._control("flush", timeout_s)
+
+    def checkpoint(self, timeout_s: float = 30.0) -> Checkpoint | None:
+        """Commit what is queued, sign a checkpoint of it, return the latest (``None`` for an empty ledger)."""
+        self._control("checkpoint", timeout_s)
+        return self.latest_checkpoint()
+
+    def _control(self, action: str, timeout_s: float) -> None:
+        if self._closed:
+            raise LedgerError("The ledger is closed.")
+        done: Future[None] = Future()
+        self._queue.put(_Control(action, done))
+        done.result(timeout=timeout_s)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Flush, sign a final checkpoint and stop the writer."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_Control("stop", Future()))
+        self._thread.join(timeout=timeout_s)
+        self._conn.close()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            try:
+                first = self._queue.get(timeout=min(1.0, self.checkpoint_interval_s))
+            except queue.Empty:
+                self._maybe_timed_checkpoint()
+                continue
+            batch: list[_Pending] = []
+            markers: list[_Control] = []
+            force_checkpoint = False
+            if self.commit_delay_s and isinstance(first, _Pending):
+                time.sleep(self.commit_delay_s)
+            item = first
+            while True:
+                if isinstance(item, _Control):
+                    markers.append(item)
+                    stop = stop or item.action == "stop"
+                    force_checkpoint = force_checkpoint or item.action == "checkpoint"
+                else:
+                    batch.append(item)
+                if stop or len(batch) >= self.max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch or force_checkpoint or stop:
+                self._commit(batch, force_checkpoint=force_checkpoint or stop)
+            for marker in markers:
+                marker.future.set_result(None)
+
+    def _maybe_timed_checkpoint(self) -> None:
+        if time.time() - self.last_checkpoint_ts >= self.checkpoint_interval_s:
+            self._commit([], force_checkpoint=False, timed=True)
+
+    def _commit(self, batch: Sequence[_Pending], *, force_checkpoint: bool, timed: bool = False) -> None:
+        conn = self._conn
+        try:
+            conn.begin_exclusive()
+            head = conn.query("SELECT seq, hash FROM ledger_entries ORDER BY seq DESC LIMIT 1")
+            seq, prev = (int(head[0][0]), str(head[0][1])) if head else (0, GENESIS)
+            rows: list[tuple[Any, ...]] = []
+            entries: list[Entry] = []
+            for item in batch:
+                seq += 1
+                data = canonical_json(
+                    {
+                        "v": ENTRY_VERSION,
+                        "seq": seq,
+                        "ts": round(item.ts, 6),
+                        "kind": item.kind,
+                        "identity": item.identity,
+                        "prev": prev,
+                        "body": item.body,
+                    }
+                )
+                digest = merkle.leaf_hash(data.encode()).hex()
+                entries.append(Entry(seq, round(item.ts, 6), item.kind, item.identity, prev, digest, data))
+                rows.append((seq, round(item.ts, 6), item.kind, item.identity, prev, digest, data))
+                prev = digest
+            if rows:
+                conn.executemany(f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            cp_size, _ = self._last_checkpoint_head(conn)
+            every = self.checkpoint_every
+            sizes = list(range((cp_size // every + 1) * every, seq + 1, every))
+            overdue = time.time() - self.last_checkpoint_ts >= self.checkpoint_interval_s
+            if seq > max([cp_size, *sizes]) and (force_checkpoint or timed or overdue):
+                sizes.append(seq)
+            for size in sizes:
+                self._write_checkpoint(conn, size)
+            conn.commit()
+        except Exception as exc:  # the writer's boundary: any database failure fails these records
+            conn.rollback()
+            self.write_errors += len(batch) or 1
+            self._frontier = None
+            log.error("ledger %s: commit of %d records failed: %s", describe_url(self.url), len(batch), exc)
+            if self.on_error is not None:
+                self.on_error(exc)
+            failure = LedgerError(f"The ledger commit failed: {exc}")
+            for item in batch:
+                item.future.set_exception(failure)
+            return
+        self.appended += len(entries)
+        for item, entry in zip(batch, entries, strict=True):
+            item.future.set_result(entry)
+
+    def _write_checkpoint(self, conn: Connection, size: int) -> None:
+        last = conn.query("SELECT tree_size, frontier FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1")
+        if self._frontier is not None and last and self._frontier.size == int(last[0][0]):
+            frontier = self._frontier.copy()
+        elif last:
+            frontier = merkle.Frontier(int(last[0][0]), [bytes.fromhex(h) for h in str(last[0][1]).split(",") if h])
+        else:
+            frontier = merkle.Frontier()
+        for (digest,) in conn.query(
+            "SELECT hash FROM ledger_entries WHERE seq > ? AND seq <= ? ORDER BY seq", (frontier.size, size)
+        ):
+            frontier.append(bytes.fromhex(str(digest)))
+        if frontier.size != size:
+            raise LedgerError(f"The ledger has a gap below entry {size}; run `hoplon ledger verify`.")
+        root = frontier.root().hex()
+        ts = round(time.time(), 6)
+        signature = sign(self._key, checkpoint_text(size, root, ts, self.key_id))
+        conn.execute(
+            "INSERT INTO ledger_checkpoints (tree_size, root, ts, key_id, signature, frontier) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (size, root, ts, self.key_id, signature, ",".join(n.hex() for n in frontier.nodes)),
+        )
+        self._frontier = frontier
+        self._last_cp_size = size
+        self.last_checkpoint_ts = ts
+
+    def _register_key(self) -> None:
+        conn = self._conn
+        conn.begin_exclusive()
+        try:
+            name = f"key:{self.key_id}"
+            if not conn.query("SELECT value FROM ledger_meta WHERE key = ?", (name,)):
+                conn.execute("INSERT INTO ledger_meta (key, value) VALUES (?, ?)", (name, public_pem(self.public_key)))
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+
+    def _last_checkpoint_head(self, conn: Connection | None = None) -> tuple[int, float]:
+        rows = (conn or self._conn).query(
+            "SELECT tree_size, ts FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1"
+        )
+        return (int(rows[0][0]), float(rows[0][1])) if rows else (0, time.time())
+
+    # ------------------------------------------------------------------ reading
+
+    def _reader(self) -> Connection:
+        return connect(self.url, readonly=sqlite_path(self.url) is not None, create=False)
+
+    @property
+    def size(self) -> int:
+        """Committed entries."""
+        reader = self._reader()
+        try:
+            return int(reader.query("SELECT COUNT(*) FROM ledger_entries")[0][0])
+        finally:
+            reader.close()
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        cps = self.checkpoints()
+        return cps[-1] if cps else None
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return read_checkpoints(self._reader(), close=True)
+
+    def entries(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        identity: str | None = None,
+        kind: str | None = None,
+    ) -> Iterator[Entry]:
+        """Committed entries in order, filtered by time (Unix seconds), identity and kind."""
+        yield from read_entries(self._reader(), since=since, until=until, identity=identity, kind=kind, close=True)
+
+    def inclusion_proof(self, seq: int, tree_size: int | None = None) -> InclusionProof:
+        """Prove entry ``seq`` is in the tree of the latest checkpoint (or of ``tree_size`` entries)."""
+        leaves = self._leaves()
+        size = tree_size or (cp.tree_size if (cp := self.latest_checkpoint()) else len(leaves))
+        if not 1 <= seq <= size <= len(leaves):
+            raise InputError(f"Entry {seq} is not in a tree of {size} entries (the ledger holds {len(leaves)}).")
+        path = merkle.inclusion_path(seq - 1, leaves[:size])
+        root = merkle.root_of(leaves[:size])
+        return InclusionProof(seq, size, leaves[seq - 1].hex(), tuple(p.hex() for p in path), root.hex())
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
+        """Prove the tree of ``old_size`` entries is a prefix of the tree of ``new_size`` (default: all)."""
+        leaves = self._leaves()
+        new = new_size or len(leaves)
+        if not 0 < old_size <= new <= len(leaves):
+            raise InputError(f"A consistency proof needs 0 < old <= new <= {len(leaves)}. Got {old_size}, {new}.")
+        path = merkle.consistency_path(old_size, leaves[:new])
+        return ConsistencyProof(
+            old_size,
+            new,
+            merkle.root_of(leaves[:old_size]).hex(),
+            merkle.root_of(leaves[:new]).hex(),
+            tuple(p.hex() for p in path),
+        )
+
+    def _leaves(self) -> list[bytes]:
+        reader = self._reader()
+        try:
+            return [bytes.fromhex(str(h)) for (h,) in reader.query("SELECT hash FROM ledger_entries ORDER BY seq")]
+        finally:
+            reader.close()
+
+    def verify(
+        self, *, public_keys: Sequence[Ed25519PublicKey] = (), trusted: Sequence[Checkpoint] = ()
+    ) -> VerifyResult:
+        """Check the chain, every checkpoint, and consistency with ``trusted`` checkpoints kept elsewhere."""
+        from hoplon.ledger.verify import verify_url
+
+        return verify_url(self.url, public_keys=public_keys, trusted=trusted)
+
+
+def read_checkpoints(conn: Connection, *, close: bool = False) -> list[Checkpoint]:
+    try:
+        rows = conn.query(
+            "SELECT tree_size, root, ts, key_id, signature, frontier FROM ledger_checkpoints ORDER BY tree_size"
+        )
+    finally:
+        if close:
+            conn.close()
+    return [
+        Checkpoint(int(r[0]), str(r[1]), float(r[2]), str(r[3]), str(r[4]), tuple(h for h in str(r[5]).split(",") if h))
+        for r in rows
+    ]
+
+
+def read_entries(
+    conn: Connection,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    identity: str | None = None,
+    kind: str | None = None,
+    close: bool = False,
+) -> Iterator[Entry]:
+    clauses, params = [], []
+    for column, op, value in (
+        ("ts", ">=", since),
+        ("ts", "<", until),
+        ("identity", "=", identity),
+        ("kind", "=", kind),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {op} ?")
+            params.append(value)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    try:
+        rows = conn.query(f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries{where} ORDER BY seq", params)
+    finally:
+        if close:
+            conn.close()
+    for r in rows:
+        yield Entry(
+            int(r[0]), float(r[1]), str(r[2]), None if r[3] is None else str(r[3]), str(r[4]), str(r[5]), str(r[6])
+        )
+
+
+def stored_public_keys(conn: Connection) -> dict[str, Ed25519PublicKey]:
+    rows = conn.query("SELECT key, value FROM ledger_meta WHERE key LIKE ?", ("key:%",))
+    return {str(k)[4:]: load_public_key(str(v)) for k, v in rows}
