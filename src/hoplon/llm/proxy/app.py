@@ -32,7 +32,7 @@ from hoplon.llm.firewall import Firewall, OutputContext, ScanResult
 from hoplon.llm.output.leakage import Canary
 from hoplon.llm.output.pii import Pseudonymizer
 from hoplon.llm.policy import CHANNELS, Policy
-from hoplon.llm.proxy.audit import AuditSink, HashChainedJsonl
+from hoplon.llm.proxy.audit import AuditSink, open_sink
 from hoplon.llm.proxy.stream import StreamGuard
 
 __all__ = ["create_app"]
@@ -150,13 +150,14 @@ def create_app(
         upstream: the model server's OpenAI-compatible base URL, e.g. ``http://127.0.0.1:8000/v1``.
         policy: the firewall policy (the firewall's own when ``None``).
         firewall: a ready firewall (built from ``policy`` when ``None``).
-        audit: where audit records go (a hash-chained JSONL file at ``policy.proxy.audit_path`` when ``None``).
+        audit: where audit records go (by default :func:`open_sink` of ``policy.proxy.audit_path``: a ledger URL
+            or a hash-chained JSONL file).
         on_alert: called with ``(kind, details)`` when the upstream fails or a scanner errors.
         transport: an httpx transport for the upstream (tests).
     """
     fw = firewall or Firewall(policy)
     pol = policy or fw.policy
-    sink = audit or HashChainedJsonl(pol.proxy.audit_path)
+    sink = audit or open_sink(pol.proxy.audit_path)
     base = upstream.rstrip("/")
     client = httpx.AsyncClient(timeout=pol.proxy.upstream_timeout_s, transport=transport)
 

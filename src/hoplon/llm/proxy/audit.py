@@ -1,8 +1,11 @@
-"""Audit records of the proxy, in an append-only, hash-chained JSONL file behind a small interface.
+"""Audit records of the proxy, behind a small interface: hoplon's ledger, or a hash-chained JSONL file.
 
-hoplon's ledger (a Merkle log with proofs, SQLite/PostgreSQL) is a separate component that does not exist
-yet; :class:`AuditSink` is the interface the proxy writes to, so the ledger can replace
-:class:`HashChainedJsonl` without touching the proxy. Each line holds ``seq``, ``time``, ``prev`` (the
+:class:`AuditSink` is what the proxy writes to. :func:`open_sink` picks the backend from the policy's
+``proxy.audit_path``: a ``sqlite:///…`` or ``postgresql://…`` URL writes to hoplon's ledger (hash chain plus
+Ed25519-signed Merkle checkpoints, verified with ``hoplon ledger verify``); a plain path writes the
+self-contained :class:`HashChainedJsonl` file (verified with ``hoplon llm verify-audit``).
+
+In the file, each line holds ``seq``, ``time``, ``prev`` (the
 previous line's hash), ``record`` and ``hash = sha256(prev + canonical JSON of seq, time, record)``; any edit,
 removal or reordering breaks :meth:`HashChainedJsonl.verify`.
 """
@@ -19,13 +22,39 @@ from typing import Any, Protocol
 
 from hoplon.core.errors import InputError
 
-__all__ = ["GENESIS", "AuditSink", "HashChainedJsonl"]
+__all__ = ["GENESIS", "AuditSink", "HashChainedJsonl", "LedgerSink", "open_sink"]
 
 GENESIS = "0" * 64
 
 
 class AuditSink(Protocol):
-    def append(self, record: Mapping[str, Any]) -> str: ...
+    def append(self, record: Mapping[str, Any]) -> object: ...
+
+
+class LedgerSink:
+    """Writes audit records to hoplon's ledger without waiting for the commit (the ledger groups commits;
+    its ``durable`` setting states the loss window). Commit failures are logged as alerts."""
+
+    def __init__(self, url: str) -> None:
+        from hoplon.ledger import Ledger
+
+        self.ledger = Ledger.open(url, on_error=self._failed)
+
+    @staticmethod
+    def _failed(exc: BaseException) -> None:
+        import logging
+
+        logging.getLogger(__name__).warning("hoplon llm proxy alert: audit_write_failed %s", exc)
+
+    def append(self, record: Mapping[str, Any]) -> object:
+        return self.ledger.submit(record, kind="llm.proxy")
+
+
+def open_sink(target: str) -> AuditSink:
+    """The audit sink for ``proxy.audit_path``: a ledger URL, or a JSONL file path."""
+    if target.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        return LedgerSink(target)
+    return HashChainedJsonl(target)
 
 
 def _digest(prev: str, seq: int, time: str, record: Mapping[str, Any]) -> str:
