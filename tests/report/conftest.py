@@ -1,4 +1,5 @@
-"""Renderer fixtures: the sample robustness report, a tabular one, a scan report, a hostile one."""
+"""Renderer fixtures: the sample robustness report, a tabular one, a scan report, a hostile one, a privacy
+audit and a certification (built in ``tests/report/kinds.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from hoplon.core.finding import Finding, Severity
 from hoplon.core.report import Asset, Report
+from tests.report.kinds import certified_report, privacy_report
 
 HERE = Path(__file__).parent
 SAMPLE = HERE / "sample_report.json"
@@ -177,3 +179,13 @@ def hostile() -> Report:
         },
         config={EVIL: EVIL},
     )
+
+
+@pytest.fixture()
+def privacy() -> Report:
+    return privacy_report()
+
+
+@pytest.fixture()
+def certified() -> Report:
+    return certified_report()

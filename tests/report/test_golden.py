@@ -1,4 +1,5 @@
-"""Golden files: the sample report as JSON, HTML and SARIF, with time, version, environment and timings fixed.
+"""Golden files: the sample report as JSON, HTML and SARIF, and the privacy and certification pages, with time,
+version, environment and timings fixed.
 
 Regenerate after an intended change with ``HOPLON_UPDATE_GOLDEN=1 pytest tests/report/test_golden.py`` and
 review the diff.
@@ -35,6 +36,23 @@ def test_sample_report_matches_golden(sample: Report, fmt: str) -> None:
         path.write_text(text, encoding="utf-8")
     assert path.exists(), f"{path} is missing; run with HOPLON_UPDATE_GOLDEN=1 to create it"
     assert text == path.read_text(encoding="utf-8"), f"{path.name} changed; HOPLON_UPDATE_GOLDEN=1 to accept"
+
+
+@pytest.mark.parametrize("name", ["privacy", "certified"])
+def test_privacy_and_certified_pages_match_golden(name: str, request: pytest.FixtureRequest) -> None:
+    """The privacy and certification sections as rendered (``tests/report/kinds.py`` builds the reports)."""
+    text = _render(normalise(request.getfixturevalue(name)), "html")
+    path = GOLDEN / f"{name}_report.html"
+    if UPDATE:
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"{path} is missing; run with HOPLON_UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(encoding="utf-8"), f"{path.name} changed; HOPLON_UPDATE_GOLDEN=1 to accept"
+
+
+@pytest.mark.parametrize("name", ["privacy", "certified"])
+def test_privacy_and_certified_json_round_trip(name: str, request: pytest.FixtureRequest) -> None:
+    normal = normalise(request.getfixturevalue(name))
+    assert render_html(Report.from_dict(json.loads(normal.to_json()))) == render_html(normal)
 
 
 def test_golden_json_round_trips(sample: Report) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -215,13 +215,12 @@ def privacy_command(
             progress=bars,
         )
     paths = write_report(report, out)
-    extra = write_figures(report.figures, out)
     console.print(privacy_table(report.results["privacy"]))
     if "privacy_utility" in report.results:
         console.print(utility_table(report.results["privacy_utility"]))
     for f in report.findings:
         console.print(f"[bold]{f.severity.label:>8}[/] {f.title}: {f.summary}", highlight=False, soft_wrap=True)
-    for fmt, written in {**paths, **extra}.items():
+    for fmt, written in paths.items():
         console.print(f"{fmt:>8}: {written}", soft_wrap=True, highlight=False)
     raise typer.Exit(EXIT_OK)
 
@@ -374,82 +373,3 @@ def dp_table(record: DPRecord, info: dict[str, Any]) -> Table:
     for key, value in items:
         table.add_row(key, value)
     return table
-
-
-def roc_svg(curves: Sequence[dict[str, Any]], *, width: int = 520, height: int = 400) -> str:
-    """ROC curves on log–log axes (Carlini et al.'s view: what matters is the low-FPR corner)."""
-    from hoplon.report._text import esc
-    from hoplon.report.svg import PALETTE
-
-    left, right, top, bottom = 60, 170, 20, 50
-    floor = min([min([f for f in c["fpr"] if f > 0] or [1.0]) for c in curves] or [1e-3])
-    lo = 10 ** math.floor(math.log10(max(floor, 1e-6)))
-
-    def px(v: float) -> float:
-        return left + (math.log10(max(v, lo)) - math.log10(lo)) / -math.log10(lo) * (width - left - right)
-
-    def py(v: float) -> float:
-        return height - bottom - (math.log10(max(v, lo)) - math.log10(lo)) / -math.log10(lo) * (height - top - bottom)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-        'font-size="11">',
-        f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" fill="none" '
-        'stroke="#6b7280"/>',
-        f'<line x1="{px(lo)}" y1="{py(lo)}" x2="{px(1)}" y2="{py(1)}" stroke="#9ca3af" stroke-dasharray="4 3"/>',
-    ]
-    k = 0
-    while lo * 10**k <= 1.0 + 1e-12:
-        v = lo * 10**k
-        parts.append(f'<text x="{px(v):.1f}" y="{height - bottom + 14}" text-anchor="middle">{v:g}</text>')
-        parts.append(f'<text x="{left - 4}" y="{py(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
-        k += 1
-    parts.append(
-        f'<text x="{(left + width - right) / 2}" y="{height - 12}" text-anchor="middle">false-positive rate</text>'
-    )
-    parts.append(
-        f'<text x="14" y="{(top + height - bottom) / 2}" transform="rotate(-90 14 {(top + height - bottom) / 2})" '
-        'text-anchor="middle">true-positive rate</text>'
-    )
-    for i, curve in enumerate(curves):
-        colour = PALETTE[i % len(PALETTE)]
-        points = " ".join(f"{px(f):.1f},{py(t):.1f}" for f, t in zip(curve["fpr"], curve["tpr"], strict=True) if f > 0)
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
-        label = esc(f"{curve['model']} · {curve['attack']}")
-        parts.append(f'<text x="{width - right + 8}" y="{top + 12 + 14 * i}" fill="{colour}">{label}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
-
-
-def inversion_png(figure: dict[str, Any]) -> bytes:
-    """A grid: one column per class, reconstructions on the top row, class means below (1 px gap, ×4)."""
-    from hoplon.report.png import encode_png, image_pixels
-
-    lo, hi = figure["bounds"]
-    rows = []
-    for key in ("reconstructions", "class_means"):
-        tiles = [image_pixels(img, lower=lo, upper=hi) for img in figure[key]]
-        height = len(tiles[0])
-        for r in range(height):
-            line: list[tuple[int, int, int]] = []
-            for tile in tiles:
-                line.extend(p for p in tile[r] for _ in range(4))
-                line.extend([(255, 255, 255)] * 4)
-            rows.extend([line] * 4)
-        rows.extend([[(255, 255, 255)] * len(rows[-1])] * 4)
-    return encode_png(rows)
-
-
-def write_figures(figures: Mapping[str, Any], out: Path) -> dict[str, Path]:
-    """Write the ROC curves (``roc.svg``) and inversion grids (``inversion-N.png``) beside the report."""
-    from hoplon.report.writer import atomic_write_text
-
-    written: dict[str, Path] = {}
-    curves = figures.get("roc", {}).get("curves", [])
-    if curves:
-        written["roc"] = atomic_write_text(out / "roc.svg", roc_svg(curves))
-    for i, figure in enumerate(figures.get("inversion", [])):
-        path = out / f"inversion-{i}.png"
-        path.write_bytes(inversion_png(figure))
-        written[f"inv-{i}"] = path
-    return written

@@ -70,7 +70,8 @@ svg { max-width: 100%; height: auto; display: block; }
 .example { border: 1px solid var(--line); border-radius: 8px; padding: 10px; background: #fcfcfd; }
 .example .imgs { display: flex; gap: 8px; justify-content: center; }
 .example .imgs div { text-align: center; font-size: 11.5px; color: var(--muted); }
-.example img { width: 92px; height: 92px; image-rendering: pixelated; image-rendering: crisp-edges;
+.example img, table.inversion img { image-rendering: pixelated; image-rendering: crisp-edges; }
+.example img { width: 92px; height: 92px;
   border: 1px solid #d1d5db; border-radius: 3px; display: block; margin-bottom: 2px; }
 .example .caption { margin-top: 6px; font-size: 13px; text-align: center; }
 .example .caption .to { color: var(--bad); font-weight: 700; }
@@ -100,5 +101,22 @@ ul.tax { margin: 6px 0 0; padding-left: 18px; font-size: 13px; }
 .counts { display: flex; gap: 6px; flex-wrap: wrap; }
 pre { background: #f8fafc; border: 1px solid var(--line); border-radius: 6px; padding: 10px; overflow-x: auto;
   font-size: 12px; }
+.tile .sub { font-size: 12px; color: var(--muted); margin-top: 2px; }
+.tile .label .badge { min-width: 0; margin-left: 4px; vertical-align: 1px; }
+.ci { font-size: 11px; color: var(--muted); }
+td.muted { color: var(--muted); }
+td.nowrap { white-space: nowrap; }
+tr.muted td { color: var(--muted); }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 18px; }
+.meter { height: 8px; border-radius: 4px; background: #eef2f7; margin-top: 6px; }
+.meter span { display: block; height: 8px; border-radius: 4px; background: var(--bad); }
+table.inversion { width: auto; }
+table.inversion th, table.inversion td { text-align: center; border-bottom: 0; padding: 3px 4px;
+  vertical-align: middle; }
+table.inversion tbody th { text-align: right; white-space: nowrap; background: none; }
+table.inversion tbody tr td { background: none !important; font-variant-numeric: tabular-nums; }
+table.inversion img, table.inversion .na { width: 56px; height: 56px; border: 1px solid #d1d5db;
+  border-radius: 3px; display: block; margin: 0 auto; }
+p.statement { margin: 0 0 8px; max-width: 900px; }
 footer { color: var(--muted); font-size: 12px; text-align: center; margin-top: 24px; }
 """

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from hoplon.core.errors import InputError
 from hoplon.core.taxonomy import describe
+from hoplon.report._certify import CERTIFIED_KEYS, certified_rows, certified_section
 from hoplon.report._css import CSS
+from hoplon.report._privacy import PRIVACY_KEYS, has_privacy, privacy_sections
 from hoplon.report._robustness import (
     curve_section,
     examples_section,
@@ -44,6 +46,7 @@ def render_html_dict(doc: Mapping[str, Any]) -> str:
     """Render the JSON form of a report (``Report.to_dict()``)."""
     kind = plain(doc.get("kind", "")) or "hoplon"
     has_rows = bool(robustness_rows(doc))
+    skip: frozenset[str] = frozenset()
     parts = [
         _header(doc),
         _run_section(doc),
@@ -51,9 +54,16 @@ def render_html_dict(doc: Mapping[str, Any]) -> str:
     ]
     if has_rows:
         parts += [headline_section(doc), curve_section(doc), table_section(doc)]
+        skip |= _ROBUSTNESS_KEYS
+    if has_privacy(doc):
+        parts.append(privacy_sections(doc))
+        skip |= PRIVACY_KEYS
+    if certified_rows(doc):
+        parts.append(certified_section(doc))
+        skip |= CERTIFIED_KEYS
     parts.append(examples_section(doc))
     parts.append(_findings_section(doc))
-    parts.append(_results_section(doc, skip=_ROBUSTNESS_KEYS if has_rows else frozenset()))
+    parts.append(_results_section(doc, skip=skip))
     version = esc(plain(doc.get("meta", {}).get("hoplon_version", "")))
     schema = esc(plain(doc.get("schema", "")))
     body = "\n".join(p for p in parts if p)
