@@ -9,12 +9,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import platform
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ REPORT_SCHEMA = "hoplon.report/v1"
 
 
 def hoplon_version() -> str:
+    from importlib import metadata  # imported on use: it costs tens of ms at start-up
+
     try:
         return metadata.version("hoplon")
     except metadata.PackageNotFoundError:  # running from a source tree without installation
@@ -35,6 +36,8 @@ def hoplon_version() -> str:
 
 def environment() -> dict[str, str]:
     """Versions that matter for reproducing a run (no torch import if it is not loaded yet)."""
+    import platform
+
     env = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
     for name in ("torch", "numpy", "onnxruntime", "sklearn"):
         module = sys.modules.get(name)
