@@ -78,6 +78,7 @@ def evaluate(
     batch_size: int = 500,
     name: str | None = None,
     prior: Evaluation | None = None,
+    clean_correct: torch.Tensor | None = None,
     progress: Progress | None = None,
 ) -> Evaluation:
     """Run ``attacks`` against ``target`` on ``(x, y)`` at every ε, and re-score everything.
@@ -93,6 +94,9 @@ def evaluate(
         name: label for reports (defaults to the attack's name, or ``worst-case``).
         prior: an earlier evaluation at the same ε values whose successes count as already found
             (the ensemble then only attacks what it left robust).
+        clean_correct: which samples the target classifies correctly, when the caller already knows (several
+            attacks on the same data need the clean predictions once); otherwise taken from ``prior`` or
+            computed with one query per sample.
         progress: called with the number of samples finished, for progress bars.
 
     Returns:
@@ -122,7 +126,10 @@ def evaluate(
         raise InputError("Some inputs lie outside the declared bounds; attacks must start inside the box.")
 
     label = name or (chain[0].info.name if len(chain) == 1 else "worst-case")
-    clean_correct = target.predict(x).argmax(1) == y
+    if clean_correct is None:
+        clean_correct = prior.clean_correct if prior is not None else target.predict(x).argmax(1) == y
+    elif clean_correct.shape != y.shape:
+        raise InputError(f"clean_correct must have one flag per sample ({len(y)}); got {tuple(clean_correct.shape)}.")
     fooled = torch.zeros(len(x), dtype=torch.bool)
     best = x.clone()
     prior_at = {o.eps: o for o in prior.outcomes} if prior is not None else {}

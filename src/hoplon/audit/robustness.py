@@ -344,6 +344,7 @@ def _run_all(
     bar: Callable[[str, int], Callable[[int], None] | None],
 ) -> tuple[Evaluation | None, list[Evaluation]]:
     evaluations: list[Evaluation] = []
+    clean_correct = target.predict(data.x).argmax(1) == data.y if singles else None
     for a in singles:
         try:
             evaluations.append(
@@ -356,6 +357,7 @@ def _run_all(
                     bounds=data.bounds,
                     seed=seed,
                     batch_size=batch_size,
+                    clean_correct=clean_correct,
                     progress=bar(a.info.name, 1),
                 )
             )

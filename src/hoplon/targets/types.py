@@ -104,6 +104,8 @@ class Bounds:
     def clip(self, x: torch.Tensor) -> torch.Tensor:
         import torch
 
+        if self.lower.numel() == 1 and self.upper.numel() == 1:
+            return x.clamp(float(self.lower), float(self.upper))
         lower = self.lower.to(device=x.device, dtype=x.dtype)
         upper = self.upper.to(device=x.device, dtype=x.dtype)
         return torch.minimum(torch.maximum(x, lower), upper)
