@@ -87,7 +87,7 @@ def test_cli_trains_saves_torchscript_and_a_record(
     assert code == 0, capsys.readouterr().err
     record = json.loads((tmp_path / "hardened.training.json").read_text())
     assert record["config"]["method"] == "pgd-at" and record["seed"] == 0
-    assert record["data_fingerprint"].startswith("sha256:") and len(record["epochs"]) == 1
+    assert record["data_fingerprint"].startswith("merkle:") and len(record["epochs"]) == 1
     assert {"clean_accuracy", "robust_accuracy"} <= set(record["epochs"][0])
     target = load_target(out, input_shape=(1, 8, 8), bounds=digits_test.bounds)
     assert target.predict(digits_test.x[:5]).shape == (5, 10)

@@ -131,7 +131,7 @@ def test_edit_of_a_column_names_the_entry(filled: tuple[str, Path]) -> None:
 
 
 def test_edit_with_recomputed_hash_names_the_entry(filled: tuple[str, Path]) -> None:
-    from hoplon.ledger.merkle import leaf_hash
+    from hoplon.core.merkle import leaf_hash
 
     url, db = filled
     con = sqlite3.connect(db)
@@ -147,7 +147,7 @@ def test_edit_with_recomputed_hash_names_the_entry(filled: tuple[str, Path]) -> 
 
 
 def test_rewriting_the_whole_chain_after_an_entry_is_caught_by_the_checkpoints(filled: tuple[str, Path]) -> None:
-    from hoplon.ledger.merkle import leaf_hash
+    from hoplon.core.merkle import leaf_hash
 
     url, db = filled
     con = sqlite3.connect(db)

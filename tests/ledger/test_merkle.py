@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hoplon.ledger import merkle
+from hoplon.core import merkle
 
 
 def _mth(leaves: list[bytes]) -> bytes:

@@ -95,7 +95,7 @@ def export_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write JSON lines here, not stdout.")] = None,
 ) -> None:
     """Export entries as JSON lines for an investigation (with inclusion proofs on request)."""
-    from hoplon.ledger import merkle
+    from hoplon.core import merkle
     from hoplon.ledger._backends import connect, sqlite_path
     from hoplon.ledger.ledger import read_checkpoints, read_entries
 

@@ -1,4 +1,5 @@
-"""hoplon's foundation types: findings, severities, reports, errors and the vendored taxonomy."""
+"""hoplon's foundation types: findings, severities, reports, errors, the vendored taxonomy, and RFC 9162
+Merkle hashing (``hoplon.core.merkle``, shared by the ledger and dataset fingerprints)."""
 
 from hoplon.core.errors import (
     EXIT_ERROR,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -90,8 +89,11 @@ class Dataset:
         )
 
     def fingerprint(self) -> str:
-        """SHA-256 over the inputs and labels (float32/int64 little-endian bytes)."""
-        digest = hashlib.sha256()
-        digest.update(self.x.detach().cpu().contiguous().numpy().astype("<f4").tobytes())
-        digest.update(self.y.detach().cpu().contiguous().numpy().astype("<i8").tobytes())
-        return "sha256:" + digest.hexdigest()
+        """``merkle:<hex>``: the RFC 9162 Merkle root over the records, in order (see :mod:`hoplon.data.fingerprint`).
+
+        The same root ``hoplon data fingerprint`` records in the ledger, so a report's dataset digest can be
+        checked against it, and membership of a record proved.
+        """
+        from hoplon.data.fingerprint import records_root
+
+        return records_root(self.x, self.y)

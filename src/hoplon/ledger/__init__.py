@@ -5,8 +5,8 @@
 audit records, registry events and dataset fingerprints all go into one ledger.
 """
 
+from hoplon.core.merkle import leaf_hash, node_hash, root_of, verify_consistency, verify_inclusion
 from hoplon.ledger.ledger import GENESIS, Ledger, LedgerError
-from hoplon.ledger.merkle import leaf_hash, node_hash, root_of, verify_consistency, verify_inclusion
 from hoplon.ledger.signing import load_public_key
 from hoplon.ledger.types import Checkpoint, ConsistencyProof, Entry, InclusionProof, Problem, VerifyResult
 from hoplon.ledger.verify import verify_url

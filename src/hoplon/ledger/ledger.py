@@ -23,8 +23,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from hoplon.core import merkle
 from hoplon.core.errors import HoplonError, InputError
-from hoplon.ledger import merkle
 from hoplon.ledger._backends import Connection, connect, describe_url, sqlite_path
 from hoplon.ledger.signing import key_id, load_or_create_key, load_public_key, public_pem, sign
 from hoplon.ledger.types import (

@@ -106,7 +106,7 @@ class InclusionProof:
     root: str
 
     def verify(self) -> bool:
-        from hoplon.ledger.merkle import verify_inclusion
+        from hoplon.core.merkle import verify_inclusion
 
         return verify_inclusion(
             bytes.fromhex(self.leaf_hash),
@@ -128,7 +128,7 @@ class ConsistencyProof:
     path: tuple[str, ...]
 
     def verify(self) -> bool:
-        from hoplon.ledger.merkle import verify_consistency
+        from hoplon.core.merkle import verify_consistency
 
         return verify_consistency(
             self.old_size,

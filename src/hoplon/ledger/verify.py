@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from hoplon.ledger import merkle
+from hoplon.core import merkle
 from hoplon.ledger._backends import connect, sqlite_path
 from hoplon.ledger.ledger import GENESIS, read_checkpoints, read_entries, stored_public_keys
 from hoplon.ledger.signing import key_id, verify_signature

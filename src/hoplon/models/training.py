@@ -16,11 +16,12 @@ __all__ = ["TrainingRecord", "accuracy", "train_classifier"]
 
 @dataclass(frozen=True, slots=True)
 class TrainingRecord:
-    """What a training run did: its configuration, seed and per-epoch figures."""
+    """What a training run did: its configuration, seed, training-data fingerprint and per-epoch figures."""
 
     config: dict[str, float | int | str]
     seed: int
     epochs: list[dict[str, float]] = field(default_factory=list)
+    data_fingerprint: str = ""  # Merkle root over the training records (``hoplon data fingerprint``)
 
 
 def accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024) -> float:
@@ -49,6 +50,8 @@ def train_classifier(
     import torch
     from torch.nn import functional as F
 
+    from hoplon.data.fingerprint import records_root
+
     if epochs <= 0 or batch_size <= 0 or lr <= 0:
         raise InputError(f"epochs, batch_size and lr must be positive. Got {epochs}, {batch_size}, {lr}.")
     generator = torch.Generator().manual_seed(seed)
@@ -63,6 +66,7 @@ def train_classifier(
             "optimiser": "adam",
         },
         seed=seed,
+        data_fingerprint=records_root(x, y),
     )
     n = len(x)
     for epoch in range(epochs):

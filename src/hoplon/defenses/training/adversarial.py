@@ -8,7 +8,6 @@ and robust accuracy, data fingerprint, timing), which the CLI writes as JSON bes
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -126,11 +125,10 @@ class AdversarialRecord:
 
 
 def fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
-    """SHA-256 over the inputs and labels (float32/int64 little-endian), as :meth:`Dataset.fingerprint`."""
-    digest = hashlib.sha256()
-    digest.update(x.detach().cpu().contiguous().numpy().astype("<f4").tobytes())
-    digest.update(y.detach().cpu().contiguous().numpy().astype("<i8").tobytes())
-    return "sha256:" + digest.hexdigest()
+    """The training data's provenance id: the Merkle root over its records (as :meth:`Dataset.fingerprint`)."""
+    from hoplon.data.fingerprint import records_root
+
+    return records_root(x, y)
 
 
 def _project(delta: torch.Tensor, norm: Norm, eps: float) -> torch.Tensor:
