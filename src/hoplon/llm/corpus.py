@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from hoplon.llm._corpus_extra import EXTRA_BENIGN
 from hoplon.llm._corpus_text import ATTACKS, BENIGN, FILLER, SLOTS
 
 __all__ = ["Item", "build_corpus", "dedup_minhash", "read_jsonl", "shingles", "split_by_family", "write_jsonl"]
@@ -151,10 +152,16 @@ def split_by_family(
 def build_corpus(
     *, seed: int = 0, per_family: int = 160, benign_per_family: int = 360, dedup_threshold: float = 0.85
 ) -> list[Item]:
-    """Generate, deduplicate and split the corpus. Deterministic for a given ``seed``."""
+    """Generate, deduplicate and split the corpus. Deterministic for a given ``seed``.
+
+    The families of :mod:`hoplon.llm._corpus_text` are split at random by family; the extra benign families
+    (:data:`~hoplon.llm._corpus_extra.EXTRA_BENIGN`) come last, with their fixed train/val split, so they change
+    neither the items generated for the others nor which families are held out.
+    """
     rng = random.Random(seed)
     raw: list[Item] = []
     specs = [(f, 1, ch, tpl) for f, (ch, tpl) in ATTACKS.items()] + [(f, 0, ch, tpl) for f, (ch, tpl) in BENIGN.items()]
+    specs += [(f, 0, ch, tpl) for f, (_, ch, tpl) in EXTRA_BENIGN.items()]
     for family, label, channel, templates in specs:
         for i in range(per_family if label else benign_per_family):
             text = _variant(_fill(templates[i % len(templates)], rng), channel, label, rng)
@@ -169,7 +176,11 @@ def build_corpus(
                 )
             )
     kept = dedup_minhash([it.text for it in raw], threshold=dedup_threshold, seed=seed)
-    splits = split_by_family(((it.family, it.label, it.hard_negative) for it in raw), seed=seed)
+    fixed: dict[str, Split] = {f: "val" if sp == "val" else "train" for f, (sp, _, _) in EXTRA_BENIGN.items()}
+    splits = split_by_family(
+        ((it.family, it.label, it.hard_negative) for it in raw if it.family not in fixed), seed=seed
+    )
+    splits.update(fixed)
     out: list[Item] = []
     for idx in kept:
         it = raw[idx]

@@ -1,9 +1,12 @@
 """Train the lexical n-gram model on hoplon's generated corpus and calibrate per-channel thresholds.
 
 Run ``python -m hoplon.llm.train --out src/hoplon/llm/data/ngram_model.json``. The corpus is built from the
-template families (:mod:`hoplon.llm.corpus`), split by family; the model is fitted on the train families,
-the regularisation is chosen and the thresholds calibrated on the validation families, and the test families
-are only used for the figures printed at the end. Weights are written as JSON (never pickle).
+template families (:mod:`hoplon.llm.corpus`), split by family. The regularisation is chosen on the validation
+families (model fitted on the train families); the thresholds are calibrated on out-of-family scores from a
+cross-validation by family over train + val (each family scored by a model that never saw it), with a margin
+(95 % upper confidence bound of the FPR, and the mean per-family FPR, at or under the target); the shipped model
+is then fitted on train + val. The test families are only used for the figures printed at the end. Weights are
+written as JSON (never pickle).
 
 Uses numpy, scipy and scikit-learn (offline work); scanning needs none of them.
 """
@@ -20,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from hoplon.llm.corpus import Item, build_corpus, write_jsonl
-from hoplon.llm.evaluation import auroc, threshold_at_fpr, tpr_at_fpr
+from hoplon.llm.evaluation import auroc, threshold_at_fpr, tpr_at_fpr, wilson_interval
 from hoplon.llm.ngram import NgramModel, extract_features
 from hoplon.llm.normalize import normalize
 
-__all__ = ["calibrate", "fit_ngram", "main"]
+__all__ = ["calibrate", "family_folds", "fit_ngram", "main"]
 
 log = logging.getLogger(__name__)
 _UNTRUSTED = ("retrieved", "tool", "email")
@@ -64,11 +67,76 @@ def fit_ngram(
     return NgramModel(weights=weights, bias=round(float(clf.intercept_[0]), 4))
 
 
-def calibrate(scores: Sequence[float], *, block_fpr: float, review_fpr: float) -> dict[str, float]:
-    """Thresholds keeping the benign ``scores`` at or under the target false-positive rates."""
-    block = min(0.99, max(0.5, threshold_at_fpr(scores, block_fpr)))
-    review = min(block, max(0.3, threshold_at_fpr(scores, review_fpr)))
+def _threshold_with_margin(scores: Sequence[float], fpr: float, families: Sequence[str] | None) -> float:
+    """Smallest threshold whose false-positive rate on ``scores`` has a 95 % Wilson upper bound at or under
+    ``fpr`` -- and, when ``families`` is given, whose mean per-family rate is at or under ``fpr`` too, so that
+    one family scoring high cannot hide behind many easy ones."""
+    ordered = sorted(set(scores), reverse=True)
+    n = len(scores)
+    fams = sorted(set(families)) if families is not None else []
+    best = math.nextafter(ordered[0], math.inf) if ordered else 0.5
+    for cand in ordered:
+        t = cand  # candidate threshold: everything >= t is flagged
+        k = sum(1 for v in scores if v >= t)
+        if wilson_interval(k, n)[1] > fpr:
+            break
+        if families is not None:
+            per = [
+                sum(1 for v, f in zip(scores, families, strict=True) if f == fam and v >= t)
+                / max(1, sum(1 for f in families if f == fam))
+                for fam in fams
+            ]
+            if sum(per) / len(per) > fpr:
+                break
+        best = t
+    return best
+
+
+def calibrate(
+    scores: Sequence[float],
+    *,
+    block_fpr: float,
+    review_fpr: float,
+    families: Sequence[str] | None = None,
+    margin: bool = False,
+) -> dict[str, float]:
+    """Thresholds keeping the benign ``scores`` at or under the target false-positive rates.
+
+    With ``margin``, the threshold keeps the 95 % upper confidence bound of the false-positive rate (and the
+    mean rate over ``families``, when given) under the target instead of the point estimate.
+    """
+    if margin:
+        raw_block = _threshold_with_margin(scores, block_fpr, families)
+        raw_review = _threshold_with_margin(scores, review_fpr, families)
+    else:
+        raw_block, raw_review = threshold_at_fpr(scores, block_fpr), threshold_at_fpr(scores, review_fpr)
+    block = min(0.999, max(0.5, raw_block))
+    review = min(block, max(0.3, raw_review))
     return {"review": round(review, 4), "block": round(block, 4)}
+
+
+def family_folds(items: Sequence[Item], k: int, *, seed: int = 0) -> dict[str, int]:
+    """Assign every family of ``items`` to one of ``k`` folds, round-robin within attacks, plain benign and
+    hard negatives (shuffled with ``seed``), so each fold holds out whole families of every kind."""
+    import random
+
+    groups: dict[tuple[int, bool], list[str]] = {}
+    for fam, label, hard in sorted({(it.family, it.label, it.hard_negative) for it in items}):
+        groups.setdefault((label, hard), []).append(fam)
+    rng = random.Random(seed)
+    out: dict[str, int] = {}
+    offset = 0
+    for key in sorted(groups):
+        names = groups[key]
+        rng.shuffle(names)
+        for i, name in enumerate(names):
+            out[name] = (offset + i) % k
+        offset += len(names)
+    return out
+
+
+def _group(channel: str) -> str:
+    return "untrusted" if channel in _UNTRUSTED else "user"
 
 
 def _scores(model: NgramModel, items: Sequence[Item]) -> list[float]:
@@ -132,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--block-fpr", type=float, default=0.01)
     parser.add_argument("--review-fpr", type=float, default=0.03)
     parser.add_argument("--grid", default="0.3,1,3,10")
+    parser.add_argument("--folds", type=int, default=5, help="Family folds for calibration.")
     parser.add_argument("--window-chars", type=int, default=256)
     parser.add_argument("--semantic", type=Path, help="Also train the MiniLM head and write it here.")
     parser.add_argument("--corpus-out", type=Path, help="Also write the corpus (with splits) as JSONL here.")
@@ -159,14 +228,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         if best is None or tpr > best[0]:
             best = (tpr, c, model)
     assert best is not None
-    _, c_best, model = best
-    s = _scores(model, val)
+    _, c_best, _ = best
+    # Calibration: cross-validation by family over train + val, so every benign score used comes from a model
+    # that never saw that family (as a deployed model never saw tomorrow's prompts); then the final model is
+    # fitted on train + val. The test families stay out of both.
+    dev = train + val
+    folds = family_folds(dev, args.folds, seed=args.seed)
+    oof: list[float] = [0.0] * len(dev)
+    for fold in range(args.folds):
+        inside = [i for i, it in enumerate(dev) if folds[it.family] != fold]
+        held = [i for i, it in enumerate(dev) if folds[it.family] == fold]
+        fitted = fit_ngram([dev[i].text for i in inside], [dev[i].label for i in inside], c=c_best)
+        fold_model = NgramModel(weights=fitted.weights, bias=fitted.bias, window_chars=args.window_chars)
+        for i, v in zip(held, _scores(fold_model, [dev[i] for i in held]), strict=True):
+            oof[i] = v
+        log.info("fold %d: %d held-out families scored", fold, len({dev[i].family for i in held}))
+    pos = [v for v, it in zip(oof, dev, strict=True) if it.label]
+    neg = [v for v, it in zip(oof, dev, strict=True) if not it.label]
+    log.info("cross-validated (by family): TPR@1%%FPR %.3f, AUROC %.4f", tpr_at_fpr(pos, neg, 0.01), auroc(pos, neg))
     thresholds: dict[str, dict[str, float]] = {}
     for group, channels in (("user", ("user",)), ("untrusted", _UNTRUSTED)):
-        neg = [v for v, it in zip(s, val, strict=True) if not it.label and it.channel in channels]
-        if len(neg) < 50:
-            neg = [v for v, it in zip(s, val, strict=True) if not it.label]
-        thresholds[group] = calibrate(neg, block_fpr=args.block_fpr, review_fpr=args.review_fpr)
+        idx = [i for i, it in enumerate(dev) if not it.label and it.channel in channels]
+        if len(idx) < 50:
+            idx = [i for i, it in enumerate(dev) if not it.label]
+        thresholds[group] = calibrate(
+            [oof[i] for i in idx],
+            block_fpr=args.block_fpr,
+            review_fpr=args.review_fpr,
+            families=[dev[i].family for i in idx],
+            margin=True,
+        )
+        gpos = [v for v, it in zip(oof, dev, strict=True) if it.label and it.channel in channels]
+        log.info(
+            "%s: thresholds %s from %d benign scores; cross-validated block recall %.3f",
+            group,
+            thresholds[group],
+            len(idx),
+            sum(v >= thresholds[group]["block"] for v in gpos) / max(1, len(gpos)),
+        )
+    fitted = fit_ngram([it.text for it in dev], [it.label for it in dev], c=c_best)
+    model = NgramModel(weights=fitted.weights, bias=fitted.bias, window_chars=args.window_chars)
     meta: dict[str, Any] = {
         "seed": args.seed,
         "C": c_best,
@@ -174,7 +275,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train_families": sorted({it.family for it in train}),
         "val_families": sorted({it.family for it in val}),
         "test_families": sorted({it.family for it in test}),
-        "calibration": {"block_fpr": args.block_fpr, "review_fpr": args.review_fpr, "on": "val families"},
+        "calibration": {
+            "block_fpr": args.block_fpr,
+            "review_fpr": args.review_fpr,
+            "on": f"{args.folds}-fold cross-validation by family over train + val families",
+            "margin": "95 % Wilson upper bound of the FPR, and mean per-family FPR, at or under the target",
+        },
+        "fit_on": "train + val families",
     }
     final = NgramModel(
         weights=model.weights, bias=model.bias, window_chars=args.window_chars, thresholds=thresholds, meta=meta
@@ -183,6 +290,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     st = _scores(final, test)
     pos = [v for v, it in zip(st, test, strict=True) if it.label]
     neg = [v for v, it in zip(st, test, strict=True) if not it.label]
+    tneg = [(v, it) for v, it in zip(st, test, strict=True) if not it.label]
+    log.info(
+        "test: block FPR %.4f (hard negatives %.4f)",
+        sum(v >= final.thresholds[_group(it.channel)]["block"] for v, it in tneg) / max(1, len(tneg)),
+        sum(v >= final.thresholds[_group(it.channel)]["block"] for v, it in tneg if it.hard_negative)
+        / max(1, sum(1 for _, it in tneg if it.hard_negative)),
+    )
     log.info(
         "test: TPR@1%%FPR %.3f, TPR@0.1%%FPR %.3f, AUROC %.4f; thresholds %s; wrote %s (%d weights)",
         tpr_at_fpr(pos, neg, 0.01),
