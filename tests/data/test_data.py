@@ -101,3 +101,12 @@ def test_unknown_dataset_and_bad_bounds() -> None:
         parse_bounds("0;1")
     with pytest.raises(InputError, match="LO < HI"):
         parse_bounds("1,0")
+
+
+def test_training_records_carry_the_datasets_merkle_root() -> None:
+    from hoplon.data import fingerprint
+    from hoplon.models import tabular_mlp, train_classifier
+
+    data = demo("breast-cancer", split="train").subset(slice(0, 64))
+    record = train_classifier(tabular_mlp((30,), 2), data.x, data.y, epochs=1, seed=0)
+    assert record.data_fingerprint == data.fingerprint() == "merkle:" + fingerprint(data).root

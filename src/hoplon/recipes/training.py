@@ -21,6 +21,8 @@ def fit(module: nn.Module, recipe: Recipe, x: torch.Tensor, y: torch.Tensor, *, 
     import torch
     from torch.nn import functional as F
 
+    from hoplon.data.fingerprint import records_root
+
     if len(x) == 0 or len(x) != len(y):
         raise InputError(f"Training needs as many labels as inputs and at least one row. Got {len(x)}, {len(y)}.")
     generator = torch.Generator().manual_seed(seed)
@@ -36,6 +38,7 @@ def fit(module: nn.Module, recipe: Recipe, x: torch.Tensor, y: torch.Tensor, *, 
             "recipe_sha256": recipe.digest(),
         },
         seed=seed,
+        data_fingerprint=records_root(x, y),
     )
     n = len(x)
     for epoch in range(recipe.epochs):

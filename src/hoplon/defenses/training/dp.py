@@ -94,6 +94,7 @@ class DPRecord:
     train_accuracy: float
     epoch_losses: tuple[float, ...] = ()
     epoch_seconds: tuple[float, ...] = ()
+    data_fingerprint: str = ""  # Merkle root over the training records (``hoplon data fingerprint``)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,6 +187,8 @@ def train_private(
     """
     import torch
     from torch.utils.data import DataLoader, TensorDataset
+
+    from hoplon.data.fingerprint import records_root
 
     _require_opacus()
     from opacus import PrivacyEngine  # type: ignore[import-untyped, import-not-found, unused-ignore]
@@ -304,6 +307,7 @@ def train_private(
         train_accuracy=accuracy(module, x, y),
         epoch_losses=tuple(losses),
         epoch_seconds=tuple(seconds),
+        data_fingerprint=records_root(x, y),
     )
     return module, record
 
