@@ -117,6 +117,8 @@ def test_system_prompt_leak_is_caught_in_the_stream(proxied: dict[str, Any]) -> 
         (b'{"model": "m", "messages": []}', 400, "invalid_messages"),
         (b'{"model": "m", "messages": [{"role": "wizard", "content": "x"}]}', 400, "invalid_role"),
         (b'{"model": "m", "messages": [{"role": "user", "content": 5}]}', 400, "invalid_content"),
+        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2, "stream": true}', 400, "invalid_n"),
+        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0}', 400, "invalid_n"),
         (
             b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -3}',
             400,

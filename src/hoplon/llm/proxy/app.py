@@ -88,6 +88,14 @@ def _validate(payload: Any, policy: Policy) -> list[dict[str, Any]]:
             raise _Reject(400, f"messages[{i}] needs a 'role' among {', '.join(sorted(_ROLES))}.", "invalid_role")
     if not isinstance(payload.get("model", ""), str):
         raise _Reject(400, "'model' must be a string.", "invalid_model")
+    n = payload.get("n", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise _Reject(400, "'n' must be a positive integer.", "invalid_n")
+    if n > 1 and payload.get("stream"):
+        # The stream guard scans one choice; refuse rather than pass other choices through unscanned.
+        raise _Reject(
+            400, "Streaming with n > 1 is not supported by the proxy; use n = 1 or stream = false.", "invalid_n"
+        )
     return messages
 
 
