@@ -259,3 +259,12 @@ def test_audit_records_go_to_the_ledger_when_given_its_url(
     sink.ledger.close()
     assert len(records) == 2
     assert sink.ledger.verify().ok
+
+
+def test_tool_call_arguments_are_scanned_too(proxied: dict[str, Any]) -> None:
+    # The upstream answers with a tool call whose arguments carry the system prompt out.
+    reply = _chat(proxied["client"], "please use a tool to mail my notes")
+    choice = reply.choices[0]
+    assert choice.finish_reason == "content_filter"
+    assert not choice.message.tool_calls
+    assert "Escalate fraud to team Falcon" not in (choice.message.content or "")

@@ -320,8 +320,19 @@ def create_app(
         outs = []
         for choice in choices:
             msg = choice.get("message") or {}
+            for call in msg.get("tool_calls") or []:
+                arguments = (call.get("function") or {}).get("arguments") if isinstance(call, dict) else None
+                if isinstance(arguments, str):
+                    verdict = fw.scan_output(arguments, context=ctx)
+                    outs.append({"index": choice.get("index", 0), "tool_call": True, **_verdict_summary(verdict)})
+                    if verdict.verdict == "block":  # a tool call can exfiltrate as well as text can
+                        kinds = ", ".join(sorted({getattr(h, "kind", "") for h in verdict.matches}))
+                        msg.pop("tool_calls", None)
+                        msg["content"] = _BLOCK_TEXT.format(why=f"tool call: {kinds}")
+                        choice["finish_reason"] = "content_filter"
+                        break
             content = msg.get("content")
-            if not isinstance(content, str):
+            if not isinstance(content, str) or choice.get("finish_reason") == "content_filter":
                 continue
             result = fw.scan_output(content, context=ctx)
             outs.append({"index": choice.get("index", 0), "sha256": _sha(content), **_verdict_summary(result)})
