@@ -25,6 +25,7 @@ __all__ = [
     "AdmissionConfig",
     "AuditConfig",
     "AuthConfig",
+    "DetectConfig",
     "GatewayConfig",
     "JwtConfig",
     "ModelConfig",
@@ -73,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
             "cost": "batch",
         },
         "validation": {"mode": "enforce", "on_error": "fail_closed", "max_ood_score": 0.5},
+        "detect": {"mode": "off", "on_error": "fail_open"},
         "model": {"timeout_s": 5.0, "max_concurrency": 8},
         "output": {
             "mode": "enforce",
@@ -142,6 +144,14 @@ class ValidationConfig(StageConfig):
 
 
 @dataclass(frozen=True, slots=True)
+class DetectConfig(StageConfig):
+    """The ``detect`` stage (extraction and adversarial-query detectors); ``spec`` is its merged mapping,
+    read by :mod:`hoplon.gateway.detectors.stage`."""
+
+    spec: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class OutputConfig(StageConfig):
     label_only: bool
     round_digits: int | None
@@ -197,14 +207,16 @@ class GatewayConfig:
     output: OutputConfig
     audit: AuditConfig
     metrics_enabled: bool
+    detect: DetectConfig = DetectConfig("off", "fail_open")
 
     def stage(self, name: str) -> StageConfig:
         stage: StageConfig = getattr(self, name)
         return stage
 
     def effective_modes(self) -> list[tuple[str, str, str]]:
-        """(stage, mode, on_error) for the start-up printout."""
-        return [(name, self.stage(name).mode, self.stage(name).on_error) for name in STAGES]
+        """(stage, mode, on_error) for the start-up printout (``detect`` only when it is on)."""
+        names = (*STAGES, "detect") if self.detect.mode != "off" else STAGES
+        return [(name, self.stage(name).mode, self.stage(name).on_error) for name in names]
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -376,6 +388,7 @@ def parse_config(
             resolve_secret(audit["hmac_key"], base=base) if audit.get("hmac_key") else None,
         ),
         metrics_enabled=bool(stages["metrics"]["enabled"]),
+        detect=DetectConfig(stages["detect"]["mode"], stages["detect"]["on_error"], dict(stages["detect"])),
     )
 
 

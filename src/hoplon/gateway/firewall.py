@@ -37,6 +37,9 @@ from hoplon.gateway.protocol import BadRequest, Hardening, ParsedInput, harden_r
 from hoplon.gateway.ratelimit import AuthGuard, Limited, RateLimiter, make_storage
 
 if TYPE_CHECKING:
+    from hoplon.gateway.detectors.engine import Action
+    from hoplon.gateway.detectors.stage import DetectStage
+    from hoplon.gateway.detectors.types import Alarm
     from hoplon.ledger import Ledger
 
 __all__ = ["Firewall"]
@@ -88,6 +91,7 @@ class _Ctx:
     body: bytes = b""
     output: dict[str, Any] = field(default_factory=dict)
     denial: _Deny | None = None
+    degraded: bool = False
     _digests: list[bytes] | None = None
 
     def digests(self) -> list[bytes]:
@@ -177,6 +181,12 @@ class Firewall:
         self._rid_counter = itertools.count()
         self._background: asyncio.Task[None] | None = None
         self.last_reload_error: str | None = None
+        # The detect stage's state lives for the process (a config reload keeps it; its settings need a restart).
+        self.detect: DetectStage | None = None
+        if cfg.detect.mode != "off":
+            from hoplon.gateway.detectors.stage import DetectStage
+
+            self.detect = DetectStage(cfg.detect.spec, on_alarm=self._on_alarm)
 
     @property
     def config(self) -> GatewayConfig:
@@ -199,7 +209,27 @@ class Firewall:
             on_error=on_error,
         )
 
+    def _on_alarm(self, alarm: Alarm, action: Action) -> None:
+        """A detector alarm becomes a ledger event (evidence for ``hoplon incident history``)."""
+        if self.ledger is None:
+            return
+        record = {
+            "detector": alarm.detector,
+            "score": alarm.score,
+            "threshold": alarm.threshold,
+            "at_query": alarm.at_query,
+            "action": action,
+            "mode": self.config.detect.mode,
+        }
+        try:
+            self.ledger.submit(record, kind="gateway.alarm", identity=alarm.identity)
+        except Exception as exc:  # the gateway boundary: a ledger failure is an alert, never a crash
+            self.metrics.audit_write_errors.inc()
+            log.error("ALERT alarm record for %s not written: %s", alarm.identity, exc)
+
     def close(self) -> None:
+        if self.detect is not None:
+            self.detect.close()
         if self._background is not None:
             self._background.cancel()
         if self._owns_ledger and self.ledger is not None:
@@ -315,8 +345,13 @@ class Firewall:
             model = ctx.model
             self._run_stage(rt, ctx, "rate_limits", lambda: self._limit(rt, ctx, model, batch))
             self._run_stage(rt, ctx, "validation", lambda: self._validate(rt, ctx, model))
+            if self.detect is not None:
+                detect = self.detect
+                self._run_stage(rt, ctx, "detect", lambda: self._detect(detect, ctx))
         status, out_headers, body = await self._call_model(cfg, scope, receive, ctx.body, ctx.parsed)
         if ctx.is_infer and status == 200:
+            if self.detect is not None and ctx.parsed is not None and cfg.detect.mode != "off":
+                self._observe(rt, self.detect, ctx.identity.subject, ctx.parsed, body)
             body = self._harden(rt, ctx, body)
             out_headers = [(k, v) for k, v in out_headers if k.lower() != b"content-length"]
             out_headers.append((b"content-length", str(len(body)).encode()))
@@ -413,6 +448,25 @@ class Firewall:
         if ctx.model is not None and not has_scope(ctx.identity, "model", ctx.model):
             raise _Deny(403, "scope", f"This identity may not call model {ctx.model!r}.")
 
+    def _detect(self, detect: DetectStage, ctx: _Ctx) -> None:
+        refusal = detect.check(ctx.identity.subject)
+        if refusal is not None:
+            raise _Deny(*refusal)
+        if detect.degraded(ctx.identity.subject):
+            ctx.degraded = True
+            ctx.stages["detect"] = "degrade"
+
+    def _observe(self, rt: _Runtime, detect: DetectStage, subject: str, parsed: ParsedInput, body: bytes) -> None:
+        """Hand the served request to the detectors (off the hot path unless ``inline``)."""
+        try:
+            detect.record(subject, parsed.array.astype("float32"), body)
+        except Exception as exc:  # the gateway boundary: a detector failure is an alert, never a crash
+            on_error = rt.config.detect.on_error
+            self.metrics.stage_errors.labels("detect", on_error).inc()
+            log.error("ALERT detect stage failed (%s): %s: %s", on_error, type(exc).__name__, exc)
+            if on_error == "fail_closed" and rt.config.detect.mode == "enforce":
+                raise _Deny(503, "detect_unavailable", "The detect stage is unavailable.") from None
+
     def _limit(self, rt: _Runtime, ctx: _Ctx, model: str, batch: int) -> None:
         limited: Limited | None = rt.limiter.check(ctx.identity.subject, model, ctx.source, batch)
         if limited is not None:
@@ -501,7 +555,7 @@ class Firewall:
         try:
             doc = parse_json(body, strict=False)
             hardening = rt.hardening
-            if not has_scope(ctx.identity, "output", "scores") and not hardening.label_only:
+            if (ctx.degraded or not has_scope(ctx.identity, "output", "scores")) and not hardening.label_only:
                 hardening = Hardening(True, None, None, 0.0, hardening.noise_key, hardening.strip_fields)
             digests = ctx.digests()
             hardened, ctx.output = harden_response(doc, digests, hardening)

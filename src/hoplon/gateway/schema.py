@@ -25,6 +25,51 @@ _SECRET = {
 }
 
 
+def _detector(extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "enabled": {"type": "boolean"},
+            "action": {"enum": ["log", "alert", "throttle", "degrade", "block"]},
+            **extra,
+        },
+    }
+
+
+_POS_INT = {"type": "integer", "minimum": 1}
+_POS_NUM = {"type": "number", "exclusiveMinimum": 0}
+_DETECT: dict[str, Any] = {
+    "inline": {"type": "boolean", "description": "Run detectors before answering (tests); default: a worker."},
+    "queue_size": _POS_INT,
+    "max_identities": _POS_INT,
+    "input_range": {"type": "array", "items": {"type": "number"}, "minItems": 2},
+    "max_action": {"enum": ["log", "alert", "throttle", "degrade", "block"]},
+    "throttle_per_s": _POS_NUM,
+    "quarantine_s": _POS_NUM,
+    "prada": _detector(
+        {
+            "delta": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "min_queries": {"type": "integer", "minimum": 3},
+            "window": _POS_INT,
+            "growing_cap": _POS_INT,
+            "test_every": _POS_INT,
+        }
+    ),
+    "similarity": _detector({"k": _POS_INT, "buffer": _POS_INT, "threshold": _POS_NUM, "hits": _POS_INT}),
+    "shared": _detector({"capacity": _POS_INT, "threshold": _POS_NUM, "hits": _POS_INT, "window": _POS_INT}),
+    "volume": _detector({"budget": _POS_INT}),
+    "low_margin": _detector(
+        {
+            "margin": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "window": _POS_INT,
+            "min_queries": _POS_INT,
+        }
+    ),
+}
+
+
 def _stage(extra: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
@@ -125,6 +170,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                     }
                 ),
                 "validation": _stage({"max_ood_score": {"type": "number", "minimum": 0}}),
+                "detect": _stage(_DETECT),
                 "model": {
                     "type": "object",
                     "additionalProperties": False,
