@@ -1,5 +1,9 @@
 """The issue's reference checks on 150 digits members: overfit > regularised > DP(ε = 1) in leakage, with
-margins larger than the bootstrap intervals, and the DP model's audit within its (ε, δ) guarantee."""
+margins larger than the bootstrap intervals, and the DP model's audit within its (ε, δ) guarantee.
+
+At 150 members one gap (regularised vs DP at 1 % FPR) is only a point estimate here; the full criterion
+(every pair, AUC and TPR at 1 % FPR, beyond the bootstrap intervals) needs a larger setting that is too slow
+for the test suite: ``benchmarks/privacy_leakage_order.py`` measures it (docs/benchmarks_privacy.md)."""
 
 from __future__ import annotations
 
@@ -71,7 +75,8 @@ def test_overfit_leaks_more_than_regularised_more_than_dp(
     lo, _ = paired_bootstrap_difference(overfit, regular, labels, _tpr1, n_boot=200, level=0.9)
     assert lo >= 0.0, (lo, _tpr1(overfit, labels), _tpr1(regular, labels))
     # ... and regularised >= DP as point estimates: at 150 members the gap between them at 1 % FPR (about
-    # 5 % vs 1 %) is within sampling error (the paired interval reaches below 0); the AUC gap is not.
+    # 5 % vs 1 %) is within sampling error (the paired interval reaches below 0); the AUC gap is not. The
+    # benchmark benchmarks/privacy_leakage_order.py checks this gap too, on 300 members.
     assert _tpr1(regular, labels) >= _tpr1(private, labels)
 
 
