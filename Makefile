@@ -27,7 +27,7 @@ lint: venv
 	$(BIN)/ruff format --check src tests
 
 typecheck: venv
-	$(BIN)/mypy src
+	$(BIN)/mypy src tests
 
 clean:
 	rm -rf $(VENV) .cache reports build *.egg-info

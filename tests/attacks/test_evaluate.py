@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 import torch
@@ -94,9 +95,10 @@ def test_success_is_rechecked_not_trusted(digits_target: TorchTarget, digits_tes
 
             return AdversarialBatch(x.clone() + 10.0, None)  # far outside ball and box: gets projected
 
+    liar: Any = Liar()
     result = evaluate(
-        Liar(), digits_target, digits_test.x[:50], digits_test.y[:50], eps=[0.01], bounds=digits_test.bounds
-    )  # type: ignore[arg-type]
+        liar, digits_target, digits_test.x[:50], digits_test.y[:50], eps=[0.01], bounds=digits_test.bounds
+    )
     _check_valid(digits_test.x[:50], result.outcomes[0].x_adv, "linf", 0.01, digits_test.bounds)
     assert float(result.outcomes[0].is_adv.float().mean()) < 0.2
 

@@ -97,9 +97,9 @@ def test_policy_gate_fails_with_exit_code_1(
     assert (tmp_path / "gated" / "report.json").exists()  # a failed gate still leaves the evidence
 
 
-def _bad_npz(root: Path, name: str, **arrays: np.ndarray) -> Path:
+def _bad_npz(root: Path, name: str, **arrays: object) -> Path:
     path = root / name
-    np.savez(path, **arrays)
+    np.savez(path, **arrays)  # type: ignore[arg-type]
     return path
 
 

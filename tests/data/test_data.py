@@ -83,7 +83,7 @@ def test_csv_with_label_column(tmp_path: Path) -> None:
     ],
 )
 def test_bad_npz_files_get_clear_errors(tmp_path: Path, arrays: dict[str, np.ndarray], message: str) -> None:
-    np.savez(tmp_path / "bad.npz", **arrays)
+    np.savez(tmp_path / "bad.npz", **arrays)  # type: ignore[arg-type]
     with pytest.raises(InputError, match=message):
         load_npz(tmp_path / "bad.npz")
 
