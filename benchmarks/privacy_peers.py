@@ -300,7 +300,7 @@ def main() -> None:
         "attacks": rows,
         "dp_timing": dp_timing(args.epochs),
         "ml_privacy_meter": "not run: privacy-meter 1.0.1 imports tensorflow at module level "
-        "(privacy_meter.model); see docs/benchmarks_privacy.md",
+        "(privacy_meter.model); see docs/benchmarks.md",
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "privacy_peers.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
