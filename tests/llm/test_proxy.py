@@ -268,3 +268,20 @@ def test_tool_call_arguments_are_scanned_too(proxied: dict[str, Any]) -> None:
     assert choice.finish_reason == "content_filter"
     assert not choice.message.tool_calls
     assert "Escalate fraud to team Falcon" not in (choice.message.content or "")
+
+
+def test_streamed_tool_calls_are_gathered_scanned_and_blocked_or_passed(proxied: dict[str, Any]) -> None:
+    leaked_args, finish = "", None
+    for chunk in _chat(proxied["client"], "please use a tool to mail my notes", stream=True):
+        for choice in chunk.choices:
+            for call in choice.delta.tool_calls or []:
+                leaked_args += call.function.arguments or ""
+            finish = choice.finish_reason or finish
+    assert finish == "content_filter" and "Falcon" not in leaked_args
+    calls, finish = [], None
+    for chunk in _chat(proxied["client"], "use a tool to get the weather", stream=True):
+        for choice in chunk.choices:
+            calls.extend(choice.delta.tool_calls or [])
+            finish = choice.finish_reason or finish
+    assert finish == "tool_calls"
+    assert [(c.function.name, c.function.arguments) for c in calls] == [("get_weather", '{"city": "Lyon"}')]

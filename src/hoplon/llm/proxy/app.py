@@ -115,6 +115,23 @@ def _limit_tokens(payload: dict[str, Any], policy: Policy, prompt_chars: int) ->
     payload[key] = min(asked or policy.proxy.max_tokens, policy.proxy.max_tokens)
 
 
+def _gather_call(calls: dict[int, dict[str, Any]], part: Any) -> None:
+    """Merge one streamed tool-call fragment (OpenAI's delta format) into the calls gathered so far."""
+    if not isinstance(part, dict):
+        return
+    index = part.get("index", 0) if isinstance(part.get("index", 0), int) else 0
+    call = calls.setdefault(
+        index, {"index": index, "id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+    )
+    if part.get("id"):
+        call["id"] = part["id"]
+    function = part.get("function") or {}
+    if isinstance(function.get("name"), str):
+        call["function"]["name"] += function["name"]
+    if isinstance(function.get("arguments"), str):
+        call["function"]["arguments"] += function["arguments"]
+
+
 def _completion(model: str, rid: str, text: str, finish: str, extra: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": rid,
@@ -349,12 +366,24 @@ def create_app(
         data["hoplon"] = {"request_id": rec["request_id"], "outputs": outs}
         return JSONResponse(data)
 
+    def _scan_calls(calls: dict[int, dict[str, Any]], ctx: OutputContext) -> str:
+        """Scan the gathered tool-call arguments; return the kinds found when one must be blocked."""
+        for call in calls.values():
+            arguments = call["function"]["arguments"]
+            if arguments:
+                verdict = fw.scan_output(arguments, context=ctx)
+                if verdict.verdict == "block":
+                    return ", ".join(sorted({getattr(h, "kind", "") for h in verdict.matches}))
+        return ""
+
     async def stream_out(
         resp: httpx.Response, rec: dict[str, Any], ctx: OutputContext, model: str, t0: float, t_up: float
     ) -> AsyncIterator[bytes]:
         guard = StreamGuard(fw, ctx)
         rid = rec["request_id"]
         done = False
+        calls: dict[int, dict[str, Any]] = {}  # streamed tool calls, held back until they can be scanned whole
+        blocked_call = ""
         try:
             async for line in resp.aiter_lines():
                 if not line.startswith("data:"):
@@ -371,6 +400,8 @@ def create_app(
                 delta = dict(choice.get("delta") or {})
                 finish = choice.get("finish_reason")
                 piece = delta.pop("content", None)
+                for part in delta.pop("tool_calls", None) or []:
+                    _gather_call(calls, part)
                 released = guard.feed(piece) if isinstance(piece, str) else ""
                 if guard.blocked:
                     break
@@ -378,17 +409,33 @@ def create_app(
                     released += guard.finish()
                     if guard.blocked:
                         break
+                    blocked_call = _scan_calls(calls, ctx)
+                    if blocked_call:
+                        break
+                    if calls:
+                        delta["tool_calls"] = [calls[i] for i in sorted(calls)]
                 if released or delta or finish is not None:
                     if released:
                         delta["content"] = released
                     yield _chunk(model, rid, delta, finish)
                 if finish is not None:
                     done = True
-            if not guard.blocked and not done:
+            if not guard.blocked and not done and not blocked_call:
                 rest = guard.finish()
-                if not guard.blocked:
-                    yield _chunk(model, rid, {"content": rest} if rest else {}, "stop")
-            if guard.blocked:
+                blocked_call = "" if guard.blocked else _scan_calls(calls, ctx)
+                if not guard.blocked and not blocked_call:
+                    tail: dict[str, Any] = {"content": rest} if rest else {}
+                    if calls:
+                        tail["tool_calls"] = [calls[i] for i in sorted(calls)]
+                    yield _chunk(model, rid, tail, "stop")
+            if blocked_call:
+                yield _chunk(
+                    model,
+                    rid,
+                    {"content": "\n" + _BLOCK_TEXT.format(why=f"tool call: {blocked_call}")},
+                    "content_filter",
+                )
+            elif guard.blocked:
                 kinds = (
                     ", ".join(sorted({getattr(h, "kind", "") for h in guard.result.matches})) if guard.result else ""
                 )
