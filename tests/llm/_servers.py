@@ -69,7 +69,7 @@ def fake_upstream(requests: list[dict[str, Any]]) -> Starlette:
         model = body.get("model", "fake")
         if "tool" in last:
             secret = "weather" not in last  # "tool ... weather" asks for a harmless call
-            call = {
+            call: dict[str, Any] = {
                 "id": "call_1",
                 "type": "function",
                 "function": {

@@ -278,7 +278,8 @@ def test_streamed_tool_calls_are_gathered_scanned_and_blocked_or_passed(proxied:
                 leaked_args += call.function.arguments or ""
             finish = choice.finish_reason or finish
     assert finish == "content_filter" and "Falcon" not in leaked_args
-    calls, finish = [], None
+    calls: list[Any] = []
+    finish = None
     for chunk in _chat(proxied["client"], "use a tool to get the weather", stream=True):
         for choice in chunk.choices:
             calls.extend(choice.delta.tool_calls or [])
