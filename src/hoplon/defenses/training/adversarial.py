@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from hoplon.attacks.evasion._private import ascent_direction, clip_to_ball_and_box, random_start
 from hoplon.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -131,18 +132,6 @@ def fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
     return records_root(x, y)
 
 
-def _project(delta: torch.Tensor, norm: Norm, eps: float) -> torch.Tensor:
-    from hoplon.attacks.evasion._private import project
-
-    return project(delta, norm, eps)
-
-
-def _direction(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
-    from hoplon.attacks.evasion._private import ascent_direction
-
-    return ascent_direction(grad, norm)
-
-
 def pgd_examples(
     module: nn.Module,
     x: torch.Tensor,
@@ -163,15 +152,9 @@ def pgd_examples(
         x_adv.requires_grad_(True)
         (grad,) = torch.autograd.grad(loss_fn(module(x_adv)), x_adv)
         with torch.no_grad():
-            moved = x_adv + step * _direction(grad, norm)
-            x_adv = bounds.clip(x + _project(moved - x, norm, eps)).detach()
+            moved = x_adv + step * ascent_direction(grad, norm)
+            x_adv = clip_to_ball_and_box(x, moved, norm, eps, bounds).detach()
     return x_adv
-
-
-def _random_start(x: torch.Tensor, norm: Norm, eps: float, bounds: Bounds, rng: torch.Generator) -> torch.Tensor:
-    from hoplon.attacks.evasion._private import random_start
-
-    return random_start(x, norm, eps, bounds, rng)
 
 
 def _accuracies(
@@ -189,7 +172,7 @@ def _accuracies(
     if config.method == "gaussian":
         return clean, math.nan
     rng = torch.Generator().manual_seed(config.seed + 1)
-    start = _random_start(x, config.norm, config.eps, bounds, rng)
+    start = random_start(x, config.norm, config.eps, bounds, rng)
     x_adv = pgd_examples(
         module,
         x,
@@ -318,7 +301,7 @@ def _pgd_at_loss(
 
     eps = config.eps * ramp
     module.eval()
-    start = _random_start(x, config.norm, eps, bounds, rng)
+    start = random_start(x, config.norm, eps, bounds, rng)
     x_adv = pgd_examples(
         module,
         x,
