@@ -91,7 +91,7 @@ def hoplon_command() -> list[str]:
     probe = subprocess.run([str(exe), "scan", "--help"], capture_output=True, check=False) if exe.exists() else None
     if probe is not None and probe.returncode == 0:
         return [str(exe), "scan"]
-    return [str(ROOT / ".venv" / "bin" / "python"), "-m", "hoplon.cli.scan", "scan"]
+    return [str(ROOT / ".venv" / "bin" / "python"), "-m", "hoplon.cli.scanning"]
 
 
 CPU_S: dict[str, float] = {}

@@ -117,3 +117,31 @@ def test_to_report_is_a_valid_hoplon_report(files: Path) -> None:
     jsonschema.validate(doc, report_schema())
     assert doc["kind"] == "scan" and len(doc["results"]["files"]) == 3
     assert {f["id"] for f in doc["findings"]} >= {"scan.pickle.dangerous-callable"}
+
+
+def test_scan_fast_path_skips_typer_and_pydantic(files: Path) -> None:
+    """``hoplon scan`` runs through argparse: Typer (and the pydantic it pulls in) never load."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys; from hoplon.cli.scanning import main;"
+        f"rc = main([{str(files / 'evil.pkl')!r}, '--format', 'json']);"
+        "print(json.dumps([rc, [m for m in ('typer', 'pydantic', 'rich') if m in sys.modules]]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    rc, loaded = json.loads(out.strip().splitlines()[-1])
+    assert rc == 1 and loaded == []
+
+
+def test_scan_through_main_and_usage_errors(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hoplon.cli.main import main
+
+    assert main(["scan", str(files / "ok.pkl"), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["verdict"] == "clean"
+    assert main(["scan", str(files / "evil.pkl"), "--policy", "nonsense"]) == 2
+    assert "Unknown severity" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["scan", str(files), "--format", "yaml"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err

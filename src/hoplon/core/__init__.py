@@ -1,6 +1,8 @@
 """hoplon's foundation types: findings, severities, reports, errors, the vendored taxonomy, and RFC 9162
 Merkle hashing (``hoplon.core.merkle``, shared by the ledger and dataset fingerprints)."""
 
+from typing import TYPE_CHECKING, Any
+
 from hoplon.core.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -15,8 +17,35 @@ from hoplon.core.errors import (
     UnsupportedFormatError,
 )
 from hoplon.core.finding import Finding, MetricValue, Severity
-from hoplon.core.report import REPORT_SCHEMA, Asset, Report, json_safe, report_schema
-from hoplon.core.taxonomy import describe, load_taxonomy, validate_ids
+
+if TYPE_CHECKING:
+    from hoplon.core.report import REPORT_SCHEMA, Asset, Report, json_safe, report_schema
+    from hoplon.core.taxonomy import describe, load_taxonomy, validate_ids
+
+# Reports pull in importlib.resources, tempfile and datetime: loaded on first use, so that ``hoplon scan``
+# (which needs only errors and findings) starts fast.
+_LAZY = {
+    "REPORT_SCHEMA": "hoplon.core.report",
+    "Asset": "hoplon.core.report",
+    "Report": "hoplon.core.report",
+    "json_safe": "hoplon.core.report",
+    "report_schema": "hoplon.core.report",
+    "describe": "hoplon.core.taxonomy",
+    "load_taxonomy": "hoplon.core.taxonomy",
+    "validate_ids": "hoplon.core.taxonomy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hoplon.core' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EXIT_ERROR",

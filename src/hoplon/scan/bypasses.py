@@ -291,10 +291,22 @@ BYPASSES: tuple[Bypass, ...] = (
 )
 
 
-def advisory_for(qualname: str) -> str | None:
-    """The advisory of the first bypass that lists ``qualname`` (or a parent path of it)."""
-    for bypass in BYPASSES:
+def _index() -> dict[str, tuple[int, str]]:
+    index: dict[str, tuple[int, str]] = {}
+    for order, bypass in enumerate(BYPASSES):
         for name in bypass.callables:
-            if qualname == name or qualname.startswith(name + "."):
-                return bypass.advisory
-    return None
+            index.setdefault(name, (order, bypass.advisory))
+    return index
+
+
+_ADVISORY: dict[str, tuple[int, str]] = _index()
+
+
+def advisory_for(qualname: str) -> str | None:
+    """The advisory of the first bypass that lists ``qualname`` (or a parent path of it).
+
+    One dictionary lookup per dotted prefix (it runs for every callable of every pickle scanned).
+    """
+    parts = qualname.split(".")
+    hits = [hit for end in range(1, len(parts) + 1) if (hit := _ADVISORY.get(".".join(parts[:end]))) is not None]
+    return min(hits)[1] if hits else None

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from hoplon.core.finding import Severity
-from hoplon.core.report import hoplon_version
 from hoplon.scan.types import FileRecord
 
 __all__ = ["JSON_SCHEMA_VERSION", "to_json", "to_sarif", "to_text"]
@@ -44,6 +43,8 @@ def _location(path: str) -> dict[str, Any]:
 
 def to_sarif(records: Sequence[FileRecord]) -> str:
     """A SARIF 2.1.0 log with one result per finding and one rule per finding id."""
+    from hoplon.core.report import hoplon_version
+
     rules: dict[str, dict[str, Any]] = {}
     results: list[dict[str, Any]] = []
     for record in records:

@@ -15,17 +15,19 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from hoplon.core.errors import InputError
 from hoplon.core.finding import Finding, Severity
-from hoplon.core.report import Asset, Report
 from hoplon.scan._archives import scan_tar, scan_wrapper, scan_zip
 from hoplon.scan._context import INTEGRITY, RESOURCE, Context, finding
 from hoplon.scan._pickle_scan import scan_pickle_stream
 from hoplon.scan._structured import looks_like_onnx, scan_h5, scan_keras_config, scan_onnx, scan_savedmodel
 from hoplon.scan._tensors import scan_gguf, scan_npy, scan_safetensors
 from hoplon.scan.types import FileRecord, ScanLimits, verdict_of
+
+if TYPE_CHECKING:
+    from hoplon.core.report import Report
 
 __all__ = ["fails_policy", "iter_files", "scan_file", "scan_paths", "to_report"]
 
@@ -333,6 +335,8 @@ def fails_policy(records: Sequence[FileRecord], threshold: Severity = Severity.L
 
 def to_report(records: Sequence[FileRecord], *, command: str = "hoplon scan") -> Report:
     """A ``hoplon.report/v1`` :class:`Report` (``kind="scan"``) with the records under ``results["files"]``."""
+    from hoplon.core.report import Asset, Report
+
     return Report(
         kind="scan",
         command=command,
