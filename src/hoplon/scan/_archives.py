@@ -531,20 +531,10 @@ _WRAPPERS: Final = {"gzip", "bz2", "xz", "zlib", "zstd"}
 def scan_wrapper(
     ctx: Context, name: str, stream: BinaryIO, size: int, depth: int, kind: str
 ) -> tuple[str, list[Finding]]:
-    """Unpack a single-stream wrapper (gzip, bz2, xz, zlib, zstd) and scan what is inside."""
-    found: list[Finding] = []
+    """Unpack a wrapper (gzip, bz2, xz, zlib, zstd, lz4; 7z through :func:`scan_7z`) and scan what is inside."""
     if kind == "7z":
-        found.append(
-            _archive_finding(
-                "unsupported-archive",
-                Severity.HIGH,
-                name,
-                "A 7z archive: its content cannot be inspected here, so it is not known to be safe "
-                "(malicious PyTorch models have been shipped this way).",
-                advisory="ReversingLabs nullifAI (2025)",
-            )
-        )
-        return "7z", found
+        return scan_7z(ctx, name, stream, size, depth)
+    found: list[Finding] = []
     inner = _inner_name(name, kind)
     with spool() as out:
         try:
@@ -611,3 +601,175 @@ def _unwrap(ctx: Context, stream: BinaryIO, size: int, kind: str, out: IO[bytes]
         if getattr(d, "eof", False):
             break
     return written
+
+
+class _CappedWriter:
+    """One 7z member as py7zr unpacks it: spooled, counted against the archive's limits as it is written."""
+
+    def __init__(self, ctx: Context, packed: int) -> None:
+        self.ctx = ctx
+        self.packed = packed
+        self.out = spool()
+        self.written = 0
+
+    def write(self, data: bytes | bytearray) -> int:
+        self.written += len(data)
+        self.ctx.unpacked_bytes += len(data)
+        limits = self.ctx.limits
+        if self.ctx.unpacked_bytes > limits.max_unpacked_bytes:
+            raise _Bomb(f"more than {limits.max_unpacked_bytes} bytes unpacked")
+        if self.ctx.unpacked_bytes > (1 << 20) and self.ctx.unpacked_bytes > limits.max_ratio * max(self.packed, 1):
+            raise _Bomb(f"decompression ratio above {limits.max_ratio:g}")
+        if self.ctx.out_of_time():
+            raise _Bomb("time limit reached while unpacking")
+        return self.out.write(data)
+
+    def read(self, size: int | None = None) -> bytes:
+        return self.out.read(-1 if size is None else size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.out.seek(offset, whence)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def size(self) -> int:
+        return self.written
+
+    def close(self) -> None:
+        """py7zr calls this when the member is complete; the spool stays open until it is scanned."""
+
+
+def scan_7z(ctx: Context, name: str, stream: BinaryIO, size: int, depth: int) -> tuple[str, list[Finding]]:
+    """Unpack a 7z archive member by member (py7zr, from the ``scan`` extra) and scan each as ``name!member``.
+
+    Members are unpacked into bounded spools, never onto the file system; the declared sizes are checked
+    before anything is unpacked and the real ones while it is. Encrypted archives, a missing py7zr and
+    unreadable archives are findings: a 7z whose content was not inspected is never clean (malicious
+    PyTorch models have been shipped this way: ReversingLabs' nullifAI, 2025).
+    """
+    found: list[Finding] = []
+    advisory = "ReversingLabs nullifAI (2025)"
+    try:
+        import py7zr
+        from py7zr.io import Py7zIO, WriterFactory
+    except ImportError:
+        found.append(
+            _archive_finding(
+                "unsupported-archive",
+                Severity.HIGH,
+                name,
+                "A 7z archive, not inspected: install hoplon[scan] (py7zr) to unpack it. Until then it is not "
+                "known to be safe.",
+                advisory=advisory,
+            )
+        )
+        return "7z", found
+
+    writers: dict[str, _CappedWriter] = {}
+
+    class _Factory(WriterFactory):
+        def create(self, filename: str) -> Py7zIO:
+            writer = _CappedWriter(ctx, size)
+            writers[filename] = writer
+            return writer  # type: ignore[return-value]
+
+    def unreadable(reason: str) -> tuple[str, list[Finding]]:
+        found.append(
+            _archive_finding(
+                "unreadable-entry",
+                Severity.HIGH,
+                name,
+                f"The 7z archive cannot be unpacked ({reason}); its content was not inspected.",
+                advisory=advisory,
+            )
+        )
+        return "7z", found
+
+    stream.seek(0)
+    start = stream.read(32)
+    if len(start) < 32:
+        return unreadable("truncated start header")
+    next_offset, next_size = struct.unpack("<QQ", start[12:28])
+    if next_size > ctx.limits.max_header_bytes or 32 + next_offset + next_size > size:
+        return unreadable(f"its header ({next_size} bytes at {next_offset}) lies outside the file or over the limit")
+    try:
+        stream.seek(0)
+        with py7zr.SevenZipFile(stream, mode="r") as archive:
+            if archive.needs_password():
+                found.append(
+                    _archive_finding(
+                        "encrypted",
+                        Severity.HIGH,
+                        name,
+                        "An encrypted 7z archive: its content cannot be inspected, so it is not known to be safe.",
+                        advisory=advisory,
+                    )
+                )
+                return "7z", found
+            infos = archive.list()
+            if len(infos) > ctx.limits.max_archive_entries:
+                found.append(
+                    _archive_finding(
+                        "over-limit",
+                        Severity.HIGH,
+                        name,
+                        f"The 7z archive lists {len(infos)} entries (limit {ctx.limits.max_archive_entries}); "
+                        "nothing was unpacked.",
+                    )
+                )
+                return "7z", found
+            files = []
+            for info in infos:
+                entry = str(info.filename)
+                if entry.startswith("/") or ".." in entry.replace("\\", "/").split("/"):
+                    found.append(
+                        _archive_finding(
+                            "path-escape",
+                            Severity.MEDIUM,
+                            name,
+                            f"The 7z entry {entry!r} would be extracted outside its folder.",
+                            entry=entry,
+                        )
+                    )
+                if getattr(info, "is_symlink", False):
+                    found.append(
+                        _archive_finding(
+                            "link-entry", Severity.MEDIUM, name, f"The 7z entry {entry!r} is a link.", entry=entry
+                        )
+                    )
+                elif not info.is_directory:
+                    files.append(entry)
+            declared = sum(int(i.uncompressed or 0) for i in infos)
+            if ctx.unpacked_bytes + declared > ctx.limits.max_unpacked_bytes:
+                found.append(
+                    _archive_finding(
+                        "bomb",
+                        Severity.HIGH,
+                        name,
+                        f"The 7z archive declares {declared} unpacked bytes, more than the limit "
+                        f"({ctx.limits.max_unpacked_bytes}); nothing was unpacked.",
+                    )
+                )
+                return "7z", found
+            if files:
+                archive.extract(targets=files, factory=_Factory())
+    except _Bomb as exc:
+        found.append(_archive_finding("bomb", Severity.HIGH, name, f"Unpacking stopped: {exc}."))
+        _close_all(writers)
+        return "7z", found
+    except Exception as exc:  # py7zr raises many types on hostile input; every one means "not inspected"
+        _close_all(writers)
+        return unreadable(f"{type(exc).__name__}: {exc}")
+    try:
+        for entry, writer in writers.items():
+            writer.out.seek(0)
+            ctx.scan_stream(ctx, f"{name}!{entry}", writer.out, writer.written, depth + 1)  # type: ignore[arg-type]
+    finally:
+        _close_all(writers)
+    return "7z", found
+
+
+def _close_all(writers: dict[str, _CappedWriter]) -> None:
+    for writer in writers.values():
+        writer.out.close()
