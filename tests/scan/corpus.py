@@ -213,6 +213,7 @@ def malicious_files() -> dict[str, bytes]:
         "data-after-stop.pkl": b.benign() + system,
         "nullifai-broken-stream.pt": b.torch_zip(system[:-1] + b"\xff\xfe garbage"),
         "nullifai-7z.bin": b"7z\xbc\xaf\x27\x1c\x00\x04" + b"\x00" * 64,
+        "nullifai-7z-torch.7z": _seven_zip("pytorch_model/data.pkl", system),
         "ext-opcode.pkl": b.PROTO2 + b"\x82\x07" + b.MARK + b.ustr("id") + b.TUPLE + b.REDUCE + b.STOP,
         "dotted-through-torch.pkl": b.call("torch", "serialization.os.system", "id", proto=4),
         "py2-builtin-eval.pkl": b"c__builtin__\neval\n(S'1+1'\ntR.",
@@ -253,3 +254,13 @@ def write_malicious(root: Path) -> Path:
     for name, data in malicious_files().items():
         (root / name).write_bytes(data)
     return root
+
+
+def _seven_zip(member: str, data: bytes) -> bytes:
+    """A real 7z archive holding one member (the nullifAI wrapper)."""
+    import py7zr
+
+    buf = io.BytesIO()
+    with py7zr.SevenZipFile(buf, "w") as archive:
+        archive.writestr(data, member)
+    return buf.getvalue()
