@@ -93,3 +93,78 @@ def test_cli_push_list_promote_rollback(tmp_path: Path) -> None:
     assert main(["registry", "list", "--root", str(root)]) == 0
     assert ModelRegistry(root).resolve("m") == digests[0]
     assert main(["registry", "push", str(a), "--name", "m", "--require-signature", "--root", str(root)]) == 1
+
+
+def test_auto_rollback_retires_the_bad_digest_and_serves_the_last_good_one(tmp_path: Path, ledger: Ledger) -> None:
+    reg = ModelRegistry(tmp_path / "reg", ledger=ledger)
+    v1, v2, v3 = (reg.push(_model(tmp_path, f"{n}.json", n.encode()), name="m").digest for n in ("a", "b", "c"))
+    for d in (v1, v2, v3):
+        reg.promote("m", d)  # prod v3, previous v2
+    reg.blob(v2).write_bytes(b"tampered")  # previous is corrupt too: the newest earlier good version is v1
+    assert reg.auto_rollback("m", v3, reason="blob corrupt") == v1
+    assert reg.resolve("m") == v1 and reg.aliases("m")["previous"] is None
+    assert {v.digest for v in reg.versions() if v.retired} == {v3}
+    assert reg.state().resolve("m", exclude=frozenset()) == v1
+    with pytest.raises(PolicyViolation):
+        reg.state().resolve("m", exclude=frozenset({v1}))
+    # nothing good left: no version is served (the gateway answers 503), and that too is an event
+    assert reg.auto_rollback("m", v1, reason="blob corrupt") is None
+    with pytest.raises(PolicyViolation):
+        reg.resolve("m")
+    ledger.flush()
+    events = [e.body for e in ledger.entries() if e.kind == "registry.auto_rollback"]
+    assert [(e["from"], e["digest"]) for e in events] == [(v3, v1), (v1, None)]
+
+
+def test_a_canary_that_fails_integrity_is_dropped_and_prod_stays(tmp_path: Path, ledger: Ledger) -> None:
+    reg = ModelRegistry(tmp_path / "reg", ledger=ledger)
+    v1, v2 = (reg.push(_model(tmp_path, f"{n}.json", n.encode()), name="m").digest for n in ("a", "b"))
+    reg.promote("m", v1)
+    reg.promote("m", v2, alias="canary", percent=100)
+    assert reg.resolve("m", request_key="anyone") == v2
+    assert reg.auto_rollback("m", v2, reason="blob corrupt") == v1
+    assert reg.resolve("m", request_key="anyone") == v1 and "canary" not in reg.aliases("m")
+
+
+def test_cli_kill_and_revive(tmp_path: Path) -> None:
+    root = tmp_path / "reg"
+    assert main(["registry", "push", str(_model(tmp_path, "a.json", b"one")), "--name", "m", "--root", str(root)]) == 0
+    assert main(["registry", "kill", "m", "--mode", "fallback", "--answer", '{"label": 3}', "--root", str(root)]) == 0
+    kill = ModelRegistry(root).kill_switch("m")
+    assert kill is not None and kill.answer == {"label": 3}
+    assert main(["registry", "kill", "m", "--mode", "fallback", "--root", str(root)]) == 2
+    assert main(["registry", "kill", "m", "--mode", "fallback", "--answer", "{no", "--root", str(root)]) == 2
+    assert main(["registry", "revive", "m", "--root", str(root)]) == 0
+    assert ModelRegistry(root).kill_switch("m") is None
+
+
+def test_a_kill_switch_answer_is_bounded(tmp_path: Path, ledger: Ledger) -> None:
+    from hoplon.core.errors import InputError
+
+    reg = ModelRegistry(tmp_path / "reg", ledger=ledger)
+    with pytest.raises(InputError, match="at most"):
+        reg.kill("m", mode="fallback", answer="x" * 70_000)
+    with pytest.raises(InputError, match="deny or fallback"):
+        reg.kill("m", mode="off")  # type: ignore[arg-type]
+    assert reg.kill_switch("m") is None
+
+
+def test_concurrent_changes_are_never_lost(tmp_path: Path, ledger: Ledger) -> None:
+    import threading
+
+    reg = ModelRegistry(tmp_path / "reg", ledger=ledger)
+    digest = reg.push(_model(tmp_path, "a.json", b"one"), name="m").digest
+
+    def change(prefix: str) -> None:
+        other = ModelRegistry(tmp_path / "reg", ledger=ledger)  # its own handle, as another process would have
+        for i in range(15):
+            other.kill(f"{prefix}{i}", mode="deny")
+
+    threads = [threading.Thread(target=change, args=(p,)) for p in ("a", "b", "c")]
+    for t in threads:
+        t.start()
+    reg.promote("m", digest)
+    for t in threads:
+        t.join()
+    assert all(reg.kill_switch(f"{p}{i}") is not None for p in "abc" for i in range(15))
+    assert reg.resolve("m") == digest

@@ -64,8 +64,12 @@ def serve_command(
     host: Annotated[str | None, typer.Option(help="Bind address (default from config: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from config: 8000).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (needs redis:// rate-limit storage).")] = None,
+    registry: Annotated[
+        Path | None,
+        typer.Option("--registry", help="Serve every model of this registry folder (live promote and rollback)."),
+    ] = None,
 ) -> None:
-    """Serve a model behind the firewall: in-process with --model, or as a sidecar to config's upstream.url."""
+    """Serve a model behind the firewall: in-process with --model or --registry, or as a sidecar (upstream.url)."""
     from hoplon.cli._common import parse_floats
     from hoplon.gateway.config import load_config
     from hoplon.gateway.server import check_workers, serve
@@ -76,10 +80,23 @@ def serve_command(
     print_modes(cfg)
     err_console.print(
         f"serving on http://{host or cfg.host}:{port if port is not None else cfg.port} "
-        f"({'in-process ' + str(model) if model else 'sidecar → ' + str(cfg.upstream_url or 'config models')})",
+        + (
+            f"({'in-process ' + str(model) if model else 'sidecar → ' + str(cfg.upstream_url or 'config models')})"
+            if registry is None
+            else f"(in-process, every model of the registry {registry})"
+        ),
         highlight=False,
     )
-    serve(config, model=model, input_shape=shape, state_dir=state_dir, host=host, port=port, workers=workers)
+    serve(
+        config,
+        model=model,
+        input_shape=shape,
+        state_dir=state_dir,
+        host=host,
+        port=port,
+        workers=workers,
+        registry=registry,
+    )
 
 
 @keys_app.command("create")
@@ -127,6 +144,35 @@ def keys_revoke(
 
     record = KeyStore(state_dir).revoke(key_id)
     err_console.print(f"revoked {record.key_id} ({record.client})", highlight=False)
+
+
+@keys_app.command("rotate-hmac")
+def keys_rotate_hmac(state_dir: StateDir = Path(".hoplon")) -> None:
+    """Install a new audit HMAC key (old keys stay in audit-hmac.d/); a running gateway takes it on SIGHUP."""
+    from hoplon.gateway.audit_keys import rotate_hmac_key
+
+    old_id, new_id = rotate_hmac_key(state_dir)
+    err_console.print(
+        f"audit HMAC key {new_id} installed (previous: {old_id or 'none'}, kept); send SIGHUP to the gateway",
+        highlight=False,
+    )
+    print(new_id)
+
+
+@keys_app.command("input-hmac")
+def keys_input_hmac(
+    key_id: Annotated[str, typer.Option("--key-id", help="The record's input_hmac_key (8 hex digits).")],
+    input_file: Annotated[Path, typer.Option("--input", help="The suspected request body (JSON).")],
+    state_dir: StateDir = Path(".hoplon"),
+) -> None:
+    """Recompute a record's input_hmac for a suspected input under the key the record names."""
+    from hoplon.core.errors import InputError
+    from hoplon.gateway.audit_keys import find_hmac_key, input_hmac
+
+    max_bytes = 256 * 1024 * 1024
+    if not input_file.is_file() or input_file.stat().st_size > max_bytes:
+        raise InputError(f"--input {input_file} is not a readable file of at most {max_bytes} bytes.")
+    print(input_hmac(find_hmac_key(state_dir, key_id), input_file.read_bytes()))
 
 
 @config_app.command("check")

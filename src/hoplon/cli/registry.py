@@ -25,12 +25,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _open(root: Path, require_signature: bool = False) -> ModelRegistry:
-    from hoplon.ledger import Ledger
-    from hoplon.registry import ModelRegistry
+    from hoplon.registry import open_registry
 
-    root.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger.open(f"sqlite:///{root / 'registry.db'}", signing_key=str(root / "ledger.key"), durable=True)
-    return ModelRegistry(root, ledger=ledger, require_signature=require_signature)
+    return open_registry(root, require_signature=require_signature)
 
 
 def _close(reg: ModelRegistry) -> None:
@@ -107,5 +104,44 @@ def retire_command(digest: Annotated[str, typer.Argument()], root: Root = DEFAUL
     reg = _open(root)
     try:
         reg.retire(digest)
+    finally:
+        _close(reg)
+
+
+@registry_app.command("kill")
+def kill_command(
+    name: Annotated[str, typer.Argument()],
+    mode: Annotated[str, typer.Option(help="deny (503) or fallback (a static answer).")] = "deny",
+    answer: Annotated[str | None, typer.Option(help="The fallback answer, as JSON (at most 64 KiB).")] = None,
+    root: Root = DEFAULT_ROOT,
+) -> None:
+    """Switch a model off in every gateway that serves from this registry."""
+    import json
+
+    from hoplon.core.errors import InputError
+
+    if mode not in ("deny", "fallback"):
+        raise InputError(f"--mode must be deny or fallback. Got {mode!r}.")
+    if mode == "fallback" and answer is None:
+        raise InputError("--mode fallback needs --answer (the JSON the gateway answers instead of the model).")
+    if answer is not None and len(answer) > 65536:
+        raise InputError("--answer is longer than 64 KiB.")
+    try:
+        parsed = json.loads(answer) if answer is not None else None
+    except ValueError as exc:
+        raise InputError(f"--answer is not valid JSON: {exc}") from None
+    reg = _open(root)
+    try:
+        reg.kill(name, mode=mode, answer=parsed)  # type: ignore[arg-type]
+    finally:
+        _close(reg)
+
+
+@registry_app.command("revive")
+def revive_command(name: Annotated[str, typer.Argument()], root: Root = DEFAULT_ROOT) -> None:
+    """Switch a killed model back on."""
+    reg = _open(root)
+    try:
+        reg.revive(name)
     finally:
         _close(reg)

@@ -1,18 +1,25 @@
 """A small keep-alive HTTP/1.1 client for the sidecar's loopback upstream (httpx costs ~1 ms CPU a request).
 
 It speaks just what a model server on loopback needs: one request at a time per connection, a pool of idle
-connections, ``Content-Length`` or chunked responses, and a timeout per request.
+connections, ``Content-Length`` or chunked responses, and a timeout per request. ``https://`` upstreams get TLS
+from an :class:`ssl.SSLContext` (:func:`upstream_ssl_context`): certificates verified against the configured CA
+file or the system's, an optional client certificate, TLS 1.2 at least.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import ssl
 from urllib.parse import urlparse
 
 from hoplon.core.errors import InputError
+from hoplon.gateway.config import UpstreamTlsConfig
 
-__all__ = ["UpstreamError", "UpstreamPool"]
+__all__ = ["UpstreamError", "UpstreamPool", "upstream_ssl_context"]
+
+log = logging.getLogger("hoplon.gateway")
 
 Headers = list[tuple[bytes, bytes]]
 _MAX_HEADER_LINES = 200
@@ -23,13 +30,38 @@ class UpstreamError(Exception):
     """The upstream could not be reached or answered something that is not HTTP/1.1."""
 
 
+def upstream_ssl_context(tls: UpstreamTlsConfig | None) -> ssl.SSLContext:
+    """The client context for an ``https://`` upstream; refuses unreadable certificate files with a clear error."""
+    tls = tls or UpstreamTlsConfig()
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(f"The upstream TLS files cannot be used: {exc}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not tls.verify:
+        log.warning(
+            "WARNING upstream.tls.verify is false: the upstream's certificate is NOT checked, so anyone on the path "
+            "can impersonate the model server. Use it only for a test; give upstream.tls.ca_file instead."
+        )
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class UpstreamPool:
-    def __init__(self, url: str, *, timeout_s: float = 10.0, max_idle: int = 64) -> None:
+    def __init__(
+        self, url: str, *, timeout_s: float = 10.0, max_idle: int = 64, tls: UpstreamTlsConfig | None = None
+    ) -> None:
         parsed = urlparse(url)
-        if parsed.scheme != "http":
-            raise InputError(f"The sidecar talks plain HTTP to a loopback upstream. Got {url!r}.")
+        if parsed.scheme not in ("http", "https"):
+            raise InputError(f"The sidecar talks HTTP or HTTPS to its upstream. Got {url!r}.")
+        if tls is not None and parsed.scheme != "https":
+            raise InputError(f"upstream.tls needs an https:// upstream. Got {url!r}.")
         self.host = parsed.hostname or "127.0.0.1"
-        self.port = parsed.port or 80
+        self.ssl = upstream_ssl_context(tls) if parsed.scheme == "https" else None
+        self.port = parsed.port or (443 if self.ssl is not None else 80)
         self.prefix = parsed.path.rstrip("/")
         self.timeout_s = timeout_s
         self.max_idle = max_idle
@@ -42,7 +74,7 @@ class UpstreamPool:
             try:
                 async with asyncio.timeout(self.timeout_s):
                     return await self._exchange(reader, writer, method, target, headers, body)
-            except (ConnectionError, asyncio.IncompleteReadError, UpstreamError) as exc:
+            except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, UpstreamError) as exc:
                 writer.close()
                 if fresh or attempt == 1:
                     raise UpstreamError(str(exc) or type(exc).__name__) from None
@@ -54,8 +86,12 @@ class UpstreamPool:
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await asyncio.open_connection(self.host, self.port)
-        except (OSError, TimeoutError) as exc:
+                if self.ssl is None:
+                    return await asyncio.open_connection(self.host, self.port)
+                return await asyncio.open_connection(
+                    self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl.check_hostname else None
+                )
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError (e.g. an unverifiable certificate) is an OSError
             raise UpstreamError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
 
     async def _exchange(

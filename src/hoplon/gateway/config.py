@@ -6,7 +6,6 @@ Secrets appear only by reference (``env:NAME`` or ``file:/path``) and are resolv
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hoplon.core.errors import InputError
+from hoplon.core.files import create_once
 from hoplon.gateway.schema import validate
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "OutputConfig",
     "RateLimitConfig",
     "StageConfig",
+    "UpstreamTlsConfig",
     "load_config",
     "parse_config",
     "resolve_secret",
@@ -118,6 +119,9 @@ class JwtConfig:
     jwks_url: str | None = None
     algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
     leeway_s: float = 0.0
+    jwks_max_age_s: float = 300.0  # a jwks_url set older than this is refetched in the background
+    jwks_min_refresh_s: float = 30.0  # an unknown kid triggers at most one fetch per this interval
+    jwks_timeout_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +187,19 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamTlsConfig:
+    """TLS to an ``https://`` upstream: CA bundle (default: the system's), optional client certificate."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+
+MAX_TRUSTED_PROXIES = 256
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """The validated configuration. ``raw`` is the merged dict; ``hash`` its ``sha256:`` digest."""
 
@@ -208,6 +225,8 @@ class GatewayConfig:
     audit: AuditConfig
     metrics_enabled: bool
     detect: DetectConfig = DetectConfig("off", "fail_open")
+    trusted_proxies: tuple[str, ...] = ()  # normalised CIDRs whose X-Forwarded-For is believed
+    upstream_tls: UpstreamTlsConfig | None = None
 
     def stage(self, name: str) -> StageConfig:
         stage: StageConfig = getattr(self, name)
@@ -249,13 +268,7 @@ def resolve_secret(ref: str, *, base: Path | None = None) -> bytes:
 
 def state_secret(state_dir: Path, name: str) -> bytes:
     """A random 32-byte secret kept in ``state_dir/name`` (0600), created on first use."""
-    path = state_dir / name
-    if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError), path.open("x") as handle:
-            path.chmod(0o600)
-            handle.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+    return create_once(state_dir / name, secrets.token_hex(32).encode()).strip()
 
 
 def schema_errors(raw: Any) -> list[str]:
@@ -306,6 +319,9 @@ def parse_config(
             jwks_url=jwt_raw.get("jwks_url"),
             algorithms=tuple(jwt_raw.get("algorithms", ("RS256", "ES256", "EdDSA"))),
             leeway_s=float(jwt_raw.get("leeway_s", 0.0)),
+            jwks_max_age_s=float(jwt_raw.get("jwks_max_age_s", 300.0)),
+            jwks_min_refresh_s=float(jwt_raw.get("jwks_min_refresh_s", 30.0)),
+            jwks_timeout_s=float(jwt_raw.get("jwks_timeout_s", 5.0)),
         )
     models = {}
     for name, spec in (merged.get("models") or {}).items():
@@ -320,6 +336,8 @@ def parse_config(
             routes=tuple(spec.get("routes", ())),
         )
     upstream = merged.get("upstream") or {}
+    upstream_tls = _upstream_tls(upstream, base, source)
+    trusted_proxies = _trusted_proxies(server.get("trusted_proxies") or [], source)
     out = stages["output"]
     rl = stages["rate_limits"]
     adm = stages["admission"]
@@ -389,7 +407,41 @@ def parse_config(
         ),
         metrics_enabled=bool(stages["metrics"]["enabled"]),
         detect=DetectConfig(stages["detect"]["mode"], stages["detect"]["on_error"], dict(stages["detect"])),
+        trusted_proxies=trusted_proxies,
+        upstream_tls=upstream_tls,
     )
+
+
+def _trusted_proxies(cidrs: list[str], source: str) -> tuple[str, ...]:
+    import ipaddress
+
+    if len(cidrs) > MAX_TRUSTED_PROXIES:
+        raise InputError(f"The gateway config {source} lists more than {MAX_TRUSTED_PROXIES} trusted proxies.")
+    out = []
+    for cidr in cidrs:
+        try:
+            out.append(str(ipaddress.ip_network(cidr, strict=False)))
+        except ValueError:
+            raise InputError(
+                f"The gateway config {source} is invalid: server.trusted_proxies: {cidr!r} is not an address or CIDR."
+            ) from None
+    return tuple(out)
+
+
+def _upstream_tls(upstream: Mapping[str, Any], base: Path, source: str) -> UpstreamTlsConfig | None:
+    tls = upstream.get("tls")
+    if tls is None:
+        return None
+    if not str(upstream.get("url", "")).startswith("https://"):
+        raise InputError(f"The gateway config {source} is invalid: upstream.tls needs an https:// upstream.url.")
+    if bool(tls.get("cert_file")) != bool(tls.get("key_file")):
+        raise InputError(f"The gateway config {source} is invalid: upstream.tls needs both cert_file and key_file.")
+
+    def where(name: str) -> str | None:
+        value = tls.get(name)
+        return str(base / value) if value and not Path(value).is_absolute() else value
+
+    return UpstreamTlsConfig(where("ca_file"), where("cert_file"), where("key_file"), bool(tls.get("verify", True)))
 
 
 def load_config(path: str | Path | None, *, state_dir: Path | None = None) -> GatewayConfig:

@@ -28,13 +28,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hoplon.core.errors import HoplonError
+from hoplon.gateway.admin import AdminApi
+from hoplon.gateway.audit_keys import hmac_key_id
 from hoplon.gateway.auth import Authenticator, AuthFailure, Identity, has_scope
 from hoplon.gateway.config import GatewayConfig, load_config, state_secret
 from hoplon.gateway.keys import KeyStore
 from hoplon.gateway.metrics import GatewayMetrics
 from hoplon.gateway.profile import Profile
-from hoplon.gateway.protocol import BadRequest, Hardening, ParsedInput, harden_response, parse_inputs, parse_json
+from hoplon.gateway.protocol import (
+    BadRequest,
+    Hardening,
+    ParsedInput,
+    dump_json,
+    harden_response,
+    load_json,
+    parse_inputs,
+)
 from hoplon.gateway.ratelimit import AuthGuard, Limited, RateLimiter, make_storage
+from hoplon.gateway.sources import source_resolver
 
 if TYPE_CHECKING:
     from hoplon.gateway.detectors.engine import Action
@@ -93,6 +104,7 @@ class _Ctx:
     denial: _Deny | None = None
     degraded: bool = False
     _digests: list[bytes] | None = None
+    served: dict[str, str] = field(default_factory=dict)  # filled by the model app (registry: the served digest)
 
     def digests(self) -> list[bytes]:
         """Per-sample digests of the parsed input, computed once (noise seeds and the audit HMAC use them)."""
@@ -122,6 +134,8 @@ class _Runtime:
         out = config.output
         self.noise_key = out.noise_key or state_secret(config.state_dir, "noise.key")
         self.hmac_key = config.audit.hmac_key or state_secret(config.state_dir, "audit-hmac.key")
+        self.hmac_key_id = hmac_key_id(self.hmac_key)
+        self.source_of = source_resolver(config.trusted_proxies)
         self.hardening = Hardening(
             out.label_only, out.top_k, out.round_digits, out.noise_scale, self.noise_key, out.strip_fields
         )
@@ -169,6 +183,7 @@ class Firewall:
         self._storages: dict[str, Any] = {}
         self._digests = dict(model_digests or {})
         self.runtime = _Runtime(cfg, self._storages, self._digests)
+        self.admin = AdminApi(cfg.state_dir)  # /admin/* and the incident quarantine list
         self._config_mtime = self._mtime()
         self.ledger = ledger if ledger is not None or cfg.audit.mode == "off" else self._open_ledger(cfg)
         self._owns_ledger = ledger is None and self.ledger is not None
@@ -181,7 +196,7 @@ class Firewall:
         self._rid_counter = itertools.count()
         self._background: asyncio.Task[None] | None = None
         self.last_reload_error: str | None = None
-        # The detect stage's state lives for the process (a config reload keeps it; its settings need a restart).
+        # The detect stage's state lives for the process (a config reload keeps it and applies its settings).
         self.detect: DetectStage | None = None
         if cfg.detect.mode != "off":
             from hoplon.gateway.detectors.stage import DetectStage
@@ -251,6 +266,12 @@ class Firewall:
         try:
             cfg = self._adjust(load_config(self.config_path, state_dir=self._state_dir))
             runtime = _Runtime(cfg, self._storages, self._digests)
+            if self.detect is not None:  # new detector settings from the next request; state kept where it fits
+                self.detect.reconfigure(cfg.detect.spec)
+            elif cfg.detect.mode != "off":
+                from hoplon.gateway.detectors.stage import DetectStage
+
+                self.detect = DetectStage(cfg.detect.spec, on_alarm=self._on_alarm)
         except (HoplonError, OSError) as exc:
             self.last_reload_error = str(exc)
             self.metrics.config_reloads.labels("rejected").inc()
@@ -290,11 +311,13 @@ class Firewall:
         if path in _OPERATIONAL:
             await self._operational(_OPERATIONAL[path], send)
             return
+        if path.startswith("/admin/"):
+            await self.admin.handle(self, scope, receive, send)
+            return
         rt = self.runtime
         model, is_infer = rt.model_of(path)
-        client = scope.get("client")
         rid = f"{self._rid_prefix}{next(self._rid_counter):010x}"
-        ctx = _Ctx(rid, client[0] if client else "-", scope["method"], path, model, is_infer)
+        ctx = _Ctx(rid, rt.source_of(scope), scope["method"], path, model, is_infer)
         try:
             async with asyncio.timeout(rt.config.admission.request_timeout_s):
                 status, headers, body = await self._chain(rt, ctx, scope, receive)
@@ -338,16 +361,20 @@ class Firewall:
         ctx.body = await self._admit(rt, ctx, headers, receive)
         ctx.stages.setdefault("admission", "pass" if rt.config.admission.mode != "off" else "off")
         self.metrics.stage_time("admission").observe(time.perf_counter() - t)
-        self._run_stage(rt, ctx, "authentication", lambda: self._authenticate(rt, ctx, headers))
-        self._run_stage(rt, ctx, "authorisation", lambda: self._authorise(ctx))
+        self._run_stage(rt, ctx, "authentication", self._authenticate, rt, ctx, headers)
+        self._run_stage(rt, ctx, "authorisation", self._authorise, ctx)
+        quarantined = self.admin.quarantine.refusal(ctx.identity.subject)
+        if quarantined is not None:
+            ctx.stages["quarantine"] = f"deny:{quarantined[1]}"
+            raise _Deny(*quarantined)
         if ctx.is_infer and ctx.model is not None:
             batch = ctx.parsed.batch if ctx.parsed is not None else 1
             model = ctx.model
-            self._run_stage(rt, ctx, "rate_limits", lambda: self._limit(rt, ctx, model, batch))
-            self._run_stage(rt, ctx, "validation", lambda: self._validate(rt, ctx, model))
+            self._run_stage(rt, ctx, "rate_limits", self._limit, rt, ctx, model, batch)
+            self._run_stage(rt, ctx, "validation", self._validate, rt, ctx, model)
             if self.detect is not None:
-                detect = self.detect
-                self._run_stage(rt, ctx, "detect", lambda: self._detect(detect, ctx))
+                self._run_stage(rt, ctx, "detect", self._detect, self.detect, ctx)
+        scope["hoplon.identity"], scope["hoplon.served"] = ctx.identity.subject, ctx.served
         status, out_headers, body = await self._call_model(cfg, scope, receive, ctx.body, ctx.parsed)
         if ctx.is_infer and status == 200:
             if self.detect is not None and ctx.parsed is not None and cfg.detect.mode != "off":
@@ -357,14 +384,15 @@ class Firewall:
             out_headers.append((b"content-length", str(len(body)).encode()))
         return status, out_headers, body
 
-    def _run_stage(self, rt: _Runtime, ctx: _Ctx, name: str, fn: Callable[[], None]) -> None:
+    def _run_stage(self, rt: _Runtime, ctx: _Ctx, name: str, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` as stage ``name`` (its arguments passed, not closed over: no closure per call)."""
         stage = rt.config.stage(name)
         if stage.mode == "off":
             ctx.stages[name] = "off"
             return
         t = time.perf_counter()
         try:
-            fn()
+            fn(*args)
         except _Deny as denial:
             if stage.mode == "shadow":
                 ctx.stages[name] = f"shadow:{denial.reason}"
@@ -553,7 +581,7 @@ class Firewall:
             return body
         t = time.perf_counter()
         try:
-            doc = parse_json(body, strict=False)
+            doc, plain = load_json(body, strict=False)
             hardening = rt.hardening
             if (ctx.degraded or not has_scope(ctx.identity, "output", "scores")) and not hardening.label_only:
                 hardening = Hardening(True, None, None, 0.0, hardening.noise_key, hardening.strip_fields)
@@ -562,7 +590,7 @@ class Firewall:
             ctx.stages["output"] = "pass" if out.mode == "enforce" else "shadow"
             if out.mode == "shadow":
                 return body
-            return json.dumps(hardened, separators=(",", ":")).encode()
+            return dump_json(hardened, plain=plain)
         except (BadRequest, ValueError, TypeError) as exc:
             self.metrics.stage_errors.labels("output", out.on_error).inc()
             log.error("ALERT output hardening failed (%s): %s", out.on_error, exc)
@@ -592,11 +620,12 @@ class Firewall:
             "path": ctx.path,
             "model": ctx.model,
             "model_version": rt.versions.get(ctx.model or ""),
-            "model_digest": rt.digests.get(ctx.model or ""),
+            "model_digest": ctx.served.get("model_digest") or rt.digests.get(ctx.model or ""),
             "config_hash": rt.config.hash,
             "auth": ctx.identity.method,
             "key_id": ctx.identity.key_id,
             "input_hmac": "hmac-sha256:" + digest,
+            "input_hmac_key": rt.hmac_key_id,
             "batch": ctx.parsed.batch if ctx.parsed is not None else None,
             "stages": ctx.stages,
             "decision": "deny" if ctx.denial else "allow",
@@ -607,9 +636,10 @@ class Firewall:
             "latency_ms": round((time.perf_counter() - ctx.t0) * 1000, 3),
         }
         try:
-            future = ledger.submit(record, kind="gateway.decision", identity=ctx.identity.subject)
             if rt.config.audit.durable:
-                await asyncio.wrap_future(future)
+                await asyncio.wrap_future(ledger.submit(record, kind="gateway.decision", identity=ctx.identity.subject))
+            else:  # nobody waits: no future to make and resolve (a failed commit reaches on_error)
+                ledger.post(record, kind="gateway.decision", identity=ctx.identity.subject)
         except Exception as exc:  # the gateway boundary: a ledger failure is an alert, never a crash
             self.metrics.audit_write_errors.inc()
             log.error("ALERT audit record %s not written: %s", ctx.request_id, exc)

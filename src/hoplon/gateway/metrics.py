@@ -1,12 +1,51 @@
-"""Prometheus metrics of one gateway, in their own registry, with low-cardinality labels only."""
+"""Prometheus metrics of one gateway, in their own registry, with low-cardinality labels only.
+
+With several workers (``hoplon serve --workers N``) ``serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a folder
+under the state dir before the workers start: each worker then writes its values there, and ``registry`` is
+a :class:`~prometheus_client.multiprocess.MultiProcessCollector` over all of them, so any worker's
+``/metrics`` shows the totals. Gauges say how workers combine (``livemax``: the worst live worker).
+"""
 
 from __future__ import annotations
 
+import atexit
+import os
+import threading
+import time
+import weakref
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["GatewayMetrics"]
+__all__ = ["MULTIPROC_ENV", "GatewayMetrics", "multiprocess_mode"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_DEAD_MARKED: set[int] = set()
+
+
+def multiprocess_mode() -> bool:
+    """Whether prometheus_client writes values to the shared folder (decided when it was first imported)."""
+    from prometheus_client import values
+
+    return values.ValueClass is not values.MutexValue and bool(os.environ.get(MULTIPROC_ENV))
+
+
+def _mark_dead_at_exit() -> None:
+    """Drop this worker's live gauges from the aggregate when it exits (its counters keep counting)."""
+    pid = os.getpid()
+    if pid in _DEAD_MARKED:
+        return
+    _DEAD_MARKED.add(pid)
+    from prometheus_client import multiprocess
+
+    folder = os.environ[MULTIPROC_ENV]
+
+    def mark() -> None:
+        if os.getpid() == pid:  # not in a forked child that inherited the handler
+            multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
+
+    atexit.register(mark)
+
 
 _BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -15,6 +54,13 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self.multiprocess = multiprocess_mode()
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            r = CollectorRegistry(auto_describe=True)  # the metrics' values live in the shared folder
+            multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+            _mark_dead_at_exit()
         self.requests = Counter(
             "hoplon_gateway_requests",
             "Requests by model, version, decision and status code.",
@@ -39,10 +85,16 @@ class GatewayMetrics:
         )
         self.config_reloads = Counter("hoplon_gateway_config_reloads", "Config reloads.", ["result"], registry=r)
         self.checkpoint_age = Gauge(
-            "hoplon_gateway_ledger_checkpoint_age_seconds", "Seconds since the last signed checkpoint.", registry=r
+            "hoplon_gateway_ledger_checkpoint_age_seconds",
+            "Seconds since the last signed checkpoint.",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.auth_guard = Gauge(
-            "hoplon_gateway_auth_guard_tripped", "1 while the global failed-auth guard is tripped.", registry=r
+            "hoplon_gateway_auth_guard_tripped",
+            "1 while the global failed-auth guard is tripped.",
+            registry=r,
+            multiprocess_mode="livemax",
         )
 
         self._stage_children: dict[str, Histogram] = {}
@@ -63,4 +115,16 @@ class GatewayMetrics:
         child.inc()
 
     def track_checkpoint_age(self, age: Callable[[], float]) -> None:
-        self.checkpoint_age.set_function(age)
+        if not self.multiprocess:
+            self.checkpoint_age.set_function(age)
+            return
+        # A function gauge is not written to the shared folder: a daemon thread stores the value every second.
+        gauge, ref = self.checkpoint_age, weakref.ref(self)
+
+        def update() -> None:
+            while ref() is not None:
+                gauge.set(age())
+                time.sleep(1.0)
+
+        gauge.set(age())
+        threading.Thread(target=update, name="hoplon-metrics", daemon=True).start()

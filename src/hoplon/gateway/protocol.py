@@ -12,11 +12,18 @@ import hmac
 import json
 import math
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["BadRequest", "ParsedInput", "harden_response", "parse_inputs"]
+_orjson: ModuleType | None
+try:  # the gateway extra's C JSON codec: ~5x faster on the request path; the standard library otherwise
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - only without the gateway extra (e.g. hoplon.audit alone)
+    _orjson = None
+
+__all__ = ["BadRequest", "ParsedInput", "dump_json", "harden_response", "load_json", "parse_inputs"]
 
 Style = Literal["v2", "instances", "inputs"]
 _V2_NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "BOOL"}
@@ -56,14 +63,44 @@ class ParsedInput:
 _STRICT = json.JSONDecoder(parse_constant=_reject_constant)
 
 
+# orjson reads integers beyond 64 bits as floats; a run of 20 digits sends the body to the standard library,
+# which keeps them exact. Found by mapping digits to "0" and the rest to " " (C speed; a regex costs 10x).
+_DIGIT_RUNS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_LONG_RUN = b"0" * 20
+
+
 def parse_json(body: bytes, *, strict: bool = True) -> Any:
-    """Parse a JSON body; ``strict`` refuses NaN and infinity (request bodies), else they pass (model answers)."""
+    """Parse a JSON body; ``strict`` refuses NaN and infinity (request bodies), else they pass (model answers).
+
+    Valid UTF-8 JSON goes through orjson; anything it refuses (NaN, infinity, other encodings, lone
+    surrogates, too deep) is decided and worded by the standard library, so the result and the errors are
+    the same either way.
+    """
+    return load_json(body, strict=strict)[0]
+
+
+def load_json(body: bytes, *, strict: bool = True) -> tuple[Any, bool]:
+    """``parse_json``, and whether orjson read it: then it holds no NaN, infinity or integer beyond 64 bits."""
+    if _orjson is not None and _LONG_RUN not in body.translate(_DIGIT_RUNS):
+        try:
+            return _orjson.loads(body), True
+        except _orjson.JSONDecodeError:
+            pass
     try:
-        return _STRICT.decode(body.decode()) if strict else json.loads(body)
+        return (_STRICT.decode(body.decode()) if strict else json.loads(body)), False
     except BadRequest:
         raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(400, "bad_json", f"The body is not valid JSON: {exc}") from None
+
+
+def dump_json(doc: Any, *, plain: bool) -> bytes:
+    """Compact JSON of a parsed document: orjson for a ``plain`` one (see ``load_json``), else the standard
+    library, which writes NaN and infinity as it read them and keeps long integers exact."""
+    if plain and _orjson is not None:
+        encoded: bytes = _orjson.dumps(doc)
+        return encoded
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def parse_inputs(body: bytes, *, max_elements: int) -> ParsedInput:
@@ -125,8 +162,10 @@ class Hardening:
 
 
 def _harden_matrix(scores: np.ndarray, digests: list[bytes], h: Hardening) -> np.ndarray:
-    out = scores.astype(np.float64, copy=True)
-    if h.noise_scale > 0 and len(digests) == len(out):
+    noisy = h.noise_scale > 0 and len(digests) == len(scores)
+    # Only the noise is added in place; top-k and rounding make new arrays, so without noise no copy is needed.
+    out = scores.astype(np.float64, copy=noisy)
+    if noisy:
         is_prob = bool(np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
         for i, digest in enumerate(digests):
             seed = int.from_bytes(hmac.new(h.noise_key, digest, hashlib.sha256).digest()[:8], "little")
@@ -138,7 +177,7 @@ def _harden_matrix(scores: np.ndarray, digests: list[bytes], h: Hardening) -> np
         cut = np.sort(out, axis=1)[:, -h.top_k][:, None]
         out = np.where(out >= cut, out, 0.0)
     if h.round_digits is not None:
-        out = np.round(out, h.round_digits)
+        out = out.round(h.round_digits)  # np.round's own work, without its Python-level dispatch (~2.5 µs)
     return out
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage.memory import Entry
 from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
 from hoplon.core.errors import InputError
@@ -46,6 +47,44 @@ class _MemoryStorage(MemoryStorage):
     def close(self) -> None:
         self._stopped.set()
 
+    # The request path's own entry points: the same logic and data as ``acquire_entry``, ``get`` and ``incr``
+    # (so the strategies' ``test`` and ``get_window_stats`` read what these write), without the two layers of
+    # exception wrapping and the timer scheduling those carry (about 3 µs per call).
+
+    def moving_acquire(self, key: str, limit: int, expiry: int, amount: int) -> bool:
+        """``acquire_entry``: room for ``amount`` more in the moving window of ``key``? Take it if so."""
+        if amount > limit:
+            return False
+        with self.locks[key]:
+            events = self.events.setdefault(key, [])
+            if len(events) > limit - amount and events[limit - amount].atime >= time.time() - expiry:
+                return False
+            events[:0] = [Entry(expiry)] * amount
+            return True
+
+    def moving_count(self, key: str, expiry: int) -> int:
+        """The entries in the moving window of ``key`` (``get_moving_window``'s count); 0 at once if none."""
+        if not self.events.get(key):
+            return 0
+        return self.get_moving_window(key, 0, expiry)[1]
+
+    def fixed_count(self, key: str) -> int:
+        """``get``: the fixed-window counter of ``key``, dropping it once expired."""
+        if self.expirations.get(key, 0) <= time.time():
+            self.storage.pop(key, None)
+            self.expirations.pop(key, None)
+            self.locks.pop(key, None)
+        return self.storage.get(key, 0)
+
+    def fixed_incr(self, key: str, expiry: int, amount: int) -> int:
+        """``incr``: add ``amount`` to the fixed-window counter of ``key``, starting its window if new."""
+        self.fixed_count(key)
+        with self.locks[key]:
+            self.storage[key] += amount
+            if self.storage[key] == amount:
+                self.expirations[key] = time.time() + expiry
+        return self.storage.get(key, 0)
+
 
 def make_storage(uri: str) -> Storage:
     if uri.startswith("memory://"):
@@ -76,6 +115,30 @@ class Limited:
     headers: tuple[tuple[bytes, bytes], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """One configured limit with its storage key split around the varying identifiers (built once)."""
+
+    name: str
+    item: RateLimitItem
+    fixed: bool
+    scope: str
+    head: str
+    tail: str
+    expiry: int
+
+    @classmethod
+    def of(cls, name: str, item: RateLimitItem, fixed: bool, scope: str) -> _Check:
+        # ``item.key_for("hoplon", scope, *ids)`` is ``{namespace}/hoplon/{scope}/{ids joined by /}/{amount}/...``
+        # for string ids; formatting it directly saves ~6 µs per limit per request.
+        head = f"{item.namespace}/hoplon/{scope}/"
+        tail = "/" + item.key_for().split("/", 1)[1]
+        return cls(name, item, fixed, scope, head, tail, item.get_expiry())
+
+    def key(self, ids: tuple[str, ...]) -> str:
+        return f"{self.head}{'/'.join(ids)}{self.tail}"
+
+
 def _headers(name: str, item: RateLimitItem, remaining: int, reset: float) -> tuple[tuple[bytes, bytes], ...]:
     window = item.get_expiry()
     retry = max(1, math.ceil(reset - time.time()))
@@ -98,26 +161,46 @@ class RateLimiter:
         self.per_identity_model = _item(config.per_identity_model) if config.per_identity_model else None
         self.per_source = _item(config.per_source) if config.per_source else None
         self.daily = _item(f"{config.daily_quota}/day") if config.daily_quota else None
+        self._batch_cost = config.cost == "batch"
+        self._memory = storage if isinstance(storage, _MemoryStorage) else None
+        self._source = _Check.of("per_source", self.per_source, False, "src") if self.per_source else None
+        self._identity = _Check.of("per_identity", self.per_identity, False, "id") if self.per_identity else None
+        self._identity_model = (
+            _Check.of("per_identity_model", self.per_identity_model, False, "idm") if self.per_identity_model else None
+        )
+        self._daily = _Check.of("daily_quota", self.daily, True, "day") if self.daily else None
 
     def check(self, identity: str, model: str, source: str, batch: int) -> Limited | None:
-        cost = batch if self.config.cost == "batch" else 1
-        checks = (
-            ("per_source", self.per_source, ("src", source), self.moving),
-            ("per_identity", self.per_identity, ("id", identity), self.moving),
-            ("per_identity_model", self.per_identity_model, ("idm", identity, model), self.moving),
-            ("daily_quota", self.daily, ("day", identity), self.fixed),
+        """Spend ``batch`` (or 1) from each limit in turn; the first that has no room refuses the request."""
+        cost = batch if self._batch_cost else 1
+        checks: tuple[tuple[_Check | None, tuple[str, ...]], ...] = (
+            (self._source, (source,)),
+            (self._identity, (identity,)),
+            (self._identity_model, (identity, model)),
+            (self._daily, (identity,)),
         )
-        for name, item, keys, strategy in checks:
-            if item is None:
-                continue
-            # A fixed window counts refused hits too, so ask first: a refused request spends no quota.
-            refused = cost > item.amount or (
-                strategy is self.fixed and not strategy.test(item, "hoplon", *keys, cost=cost)
-            )
-            if refused or not strategy.hit(item, "hoplon", *keys, cost=cost):
-                stats = strategy.get_window_stats(item, "hoplon", *keys)
-                return Limited(name, _headers(name, item, stats.remaining, stats.reset_time))
+        for check, ids in checks:
+            if check is not None and not self._spend(check, check.key(ids), cost):
+                strategy = self.fixed if check.fixed else self.moving
+                stats = strategy.get_window_stats(check.item, "hoplon", check.scope, *ids)
+                return Limited(check.name, _headers(check.name, check.item, stats.remaining, stats.reset_time))
         return None
+
+    def _spend(self, check: _Check, key: str, cost: int) -> bool:
+        """What the moving- and fixed-window strategies' ``hit`` (and ``test``) do, on a pre-built key."""
+        amount = check.item.amount
+        if cost > amount:
+            return False
+        memory = self._memory
+        if check.fixed:
+            # A fixed window counts refused hits too, so ask first: a refused request spends no quota.
+            if memory is not None:
+                return memory.fixed_count(key) <= amount - cost and memory.fixed_incr(key, check.expiry, cost) <= amount
+            storage = self.storage
+            return storage.get(key) <= amount - cost and storage.incr(key, check.expiry, amount=cost) <= amount
+        if memory is not None:
+            return memory.moving_acquire(key, amount, check.expiry, cost)
+        return bool(self.storage.acquire_entry(key, amount, check.expiry, amount=cost))  # type: ignore[attr-defined]
 
 
 class AuthGuard:
@@ -133,8 +216,24 @@ class AuthGuard:
         self.global_ = _item(config.failed_global)
         self._good: dict[str, float] = {}
         self.tripped_at: float | None = None
+        self._memory = storage if isinstance(storage, _MemoryStorage) else None
+        self._source_head = f"{self.per_source.namespace}/hoplon-authfail/"
+        self._source_tail = "/" + self.per_source.key_for().split("/", 1)[1]
+        self._source_expiry = self.per_source.get_expiry()
+        self._global_key = self.global_.key_for("hoplon-authfail-global")
+        self._global_expiry = self.global_.get_expiry()
 
     def blocked(self, source: str) -> Limited | None:
+        memory = self._memory
+        # The common case, no recent failure from this source nor a tripped global rate, decided on
+        # pre-built keys without the strategies' key formatting (the full test below when in doubt).
+        if memory is not None and (
+            memory.moving_count(self._source_head + source + self._source_tail, self._source_expiry)
+            <= self.per_source.amount - 1
+            and memory.moving_count(self._global_key, self._global_expiry) <= self.global_.amount - 1
+        ):
+            self.tripped_at = None
+            return None
         if not self.limiter.test(self.per_source, "hoplon-authfail", source):
             stats = self.limiter.get_window_stats(self.per_source, "hoplon-authfail", source)
             return Limited("failed_auth_source", _headers("failed_auth_source", self.per_source, 0, stats.reset_time))

@@ -41,6 +41,14 @@ _POS_INT = {"type": "integer", "minimum": 1}
 _POS_NUM = {"type": "number", "exclusiveMinimum": 0}
 _DETECT: dict[str, Any] = {
     "inline": {"type": "boolean", "description": "Run detectors before answering (tests); default: a worker."},
+    "storage": {
+        "type": "string",
+        "pattern": r"^(memory(://)?|(redis|rediss|unix)://.+)$",
+        "description": "Where detector state lives: memory (one process) or redis://host:port/db (shared by workers).",
+    },
+    "key_prefix": {"type": "string", "minLength": 1, "maxLength": 128, "description": "Redis key prefix."},
+    "state_ttl_s": _POS_NUM,
+    "cache_s": {"type": "number", "minimum": 0, "description": "Redis: containment cache on the hot path."},
     "queue_size": _POS_INT,
     "max_identities": _POS_INT,
     "input_range": {"type": "array", "items": {"type": "number"}, "minItems": 2},
@@ -95,6 +103,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "port": {"type": "integer", "minimum": 0, "maximum": 65535},
                 "workers": {"type": "integer", "minimum": 1, "maximum": 256},
                 "state_dir": {"type": "string"},
+                "trusted_proxies": {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": r"^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$"},
+                    "description": "CIDRs of reverse proxies whose X-Forwarded-For is believed (default: none).",
+                },
             },
         },
         "upstream": {
@@ -105,6 +118,31 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "url": {"type": "string", "pattern": "^https?://"},
                 "timeout_s": {"type": "number", "exclusiveMinimum": 0},
                 "allow_remote": {"type": "boolean"},
+                "tls": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "description": "TLS to an https:// upstream (CA bundle, optional client certificate).",
+                    "properties": {
+                        "ca_file": {"type": "string"},
+                        "cert_file": {"type": "string"},
+                        "key_file": {"type": "string"},
+                        "verify": {"type": "boolean"},
+                    },
+                },
+            },
+        },
+        "registry": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["root"],
+            "description": "Serve every model of a hoplon model registry (in-process form; see docs/registry.md).",
+            "properties": {
+                "root": {"type": "string", "description": "The registry folder (relative to this file)."},
+                "require_signature": {"type": "boolean"},
+                "public_key": {"type": "string", "description": "Verify each blob's stored signature at load."},
+                "poll_s": {"type": "number", "minimum": 0.05, "maximum": 3600},
+                "verify_s": {"type": "number", "minimum": 0.05, "maximum": 86400},
+                "max_cached": {"type": "integer", "minimum": 1, "maximum": 1024},
             },
         },
         "models": {
@@ -152,6 +190,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                     "items": {"enum": ["RS256", "ES256", "EdDSA", "PS256"]},
                                 },
                                 "leeway_s": {"type": "number", "minimum": 0, "maximum": 300},
+                                "jwks_max_age_s": {"type": "number", "minimum": 1, "maximum": 86400},
+                                "jwks_min_refresh_s": {"type": "number", "minimum": 0.1, "maximum": 3600},
+                                "jwks_timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
                             },
                         },
                         "failed_per_source": _RATE,

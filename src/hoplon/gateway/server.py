@@ -14,19 +14,22 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
 
 from hoplon.core.errors import InputError
-from hoplon.gateway.config import GatewayConfig, ModelConfig, load_config
+from hoplon.gateway.config import GatewayConfig, ModelConfig, UpstreamTlsConfig, load_config
 from hoplon.gateway.firewall import ASGIApp, Firewall, Message, Receive, Scope, Send
 from hoplon.gateway.protocol import BadRequest, ParsedInput, parse_inputs
 
-__all__ = ["build_gateway", "inprocess_app", "proxy_app", "serve"]
+if TYPE_CHECKING:
+    from hoplon.gateway.routing import RegistryRouter
+
+__all__ = ["build_gateway", "inprocess_app", "proxy_app", "registry_app", "serve"]
 
 log = logging.getLogger("hoplon.gateway")
 _HOP_BY_HOP = {
@@ -45,6 +48,7 @@ _HOP_BY_HOP = {
 }
 ENV_CONFIG, ENV_MODEL, ENV_STATE = "HOPLON_GATEWAY_CONFIG", "HOPLON_GATEWAY_MODEL", "HOPLON_GATEWAY_STATE_DIR"
 ENV_SHAPE = "HOPLON_GATEWAY_INPUT_SHAPE"
+ENV_REGISTRY = "HOPLON_GATEWAY_REGISTRY"
 
 
 async def _respond(send: Send, status: int, doc: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -71,72 +75,135 @@ async def _read_body(receive: Receive) -> bytes:
 
 def inprocess_app(targets: Mapping[str, Any], *, versions: Mapping[str, str] | None = None) -> ASGIApp:
     """A KServe v2 app over hoplon targets (``predict(x) -> scores``); logits are turned into probabilities."""
-    import torch
-
     versions = dict(versions or {})
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await _lifespan(receive, send)
             return
-        path, method = scope["path"].rstrip("/"), scope["method"]
-        parts = path.split("/")
-        if path == "/v2":
-            await _respond(send, 200, {"name": "hoplon", "version": "1", "extensions": []})
+        name = await _v2_route(scope, send, lambda n: n in targets)
+        if name is None:
             return
-        if len(parts) < 4 or parts[:3] != ["", "v2", "models"] or parts[3] not in targets:
-            await _respond(send, 404, {"error": "No such model."})
+        target, version = targets[name], versions.get(name, "1")
+        if scope["method"] == "GET":
+            await _respond(send, 200, _metadata(name, version, target))
             return
-        name, target = parts[3], targets[parts[3]]
-        if method == "GET" and len(parts) == 4:
-            await _respond(
-                send,
-                200,
-                {
-                    "name": name,
-                    "versions": [versions.get(name, "1")],
-                    "platform": "hoplon",
-                    "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, *target.input_spec.shape]}],
-                    "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, target.n_classes]}],
-                },
-            )
-            return
-        if method != "POST" or parts[-1] != "infer":
-            await _respond(send, 405, {"error": "Use POST /v2/models/{name}/infer."})
-            return
-        parsed: ParsedInput | None = scope.get("hoplon.input")
-        if parsed is None:
-            try:
-                parsed = parse_inputs(await _read_body(receive), max_elements=1 << 24)
-            except BadRequest as exc:
-                await _respond(send, exc.status, {"error": str(exc)})
-                return
-        x = torch.as_tensor(np.ascontiguousarray(parsed.array, dtype=np.float32))
-        if tuple(x.shape[1:]) != tuple(target.input_spec.shape):
-            await _respond(send, 400, {"error": f"Samples must have shape {list(target.input_spec.shape)}."})
-            return
-        scores = await asyncio.to_thread(_predict, target, x)
-        await _respond(
-            send,
-            200,
-            {
-                "model_name": name,
-                "model_version": versions.get(name, "1"),
-                "id": uuid.uuid4().hex,
-                "outputs": [
-                    {
-                        "name": "probabilities",
-                        "datatype": "FP32",
-                        "shape": list(scores.shape),
-                        "data": scores.ravel().tolist(),
-                    }
-                ],
-            },
-        )
+        await _infer(scope, receive, send, name, version, target)
 
     return app
+
+
+def registry_app(router: RegistryRouter) -> ASGIApp:
+    """A KServe v2 app over a model registry: each request served by the digest its model's alias resolves to.
+
+    The caller's identity (``hoplon.identity`` in the scope, set by the firewall) keys the canary share; the
+    digest actually served goes back to the firewall's audit record through ``hoplon.served``.
+    """
+    from hoplon.gateway.routing import RouteError
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            router.start()  # poll the index and the served blobs from start-up, not from the first request
+            await _lifespan(receive, send)
+            router.stop()
+            return
+        router.start()
+        name = await _v2_route(scope, send, lambda n: n in router.state.data["aliases"])
+        if name is None:
+            return
+        try:
+            route = await router.resolve(name, str(scope.get("hoplon.identity") or ""))
+        except RouteError as exc:
+            await _respond(send, exc.status, {"error": {"code": exc.code, "message": str(exc)}})
+            return
+        served = scope.get("hoplon.served")
+        if isinstance(served, dict):
+            served["model_digest"] = route.digest or f"kill:{route.kill.mode if route.kill else '-'}"
+        if route.kill is not None:
+            if route.kill.mode == "deny":
+                message = f"Model {name!r} is switched off."
+                await _respond(send, 503, {"error": {"code": "model_killed", "message": message}})
+                return
+            await _read_body(receive)
+            doc = {"model_name": name, "model_version": "fallback", "kill_switch": "fallback"}
+            await _respond(send, 200, {**doc, "answer": route.kill.answer})
+            return
+        assert route.digest is not None
+        if scope["method"] == "GET":
+            await _respond(send, 200, _metadata(name, route.digest, route.target))
+            return
+        await _infer(scope, receive, send, name, route.digest, route.target)
+
+    return app
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+async def _v2_route(scope: Scope, send: Send, known: Callable[[str], bool]) -> str | None:
+    """The model name of a v2 model request, or ``None`` once an answer (server metadata, 404, 405) is sent."""
+    path: str = scope["path"].rstrip("/")
+    method: str = scope["method"]
+    parts = path.split("/")
+    if path == "/v2":
+        await _respond(send, 200, {"name": "hoplon", "version": "1", "extensions": []})
+        return None
+    if len(parts) < 4 or parts[:3] != ["", "v2", "models"] or not known(parts[3]):
+        await _respond(send, 404, {"error": "No such model."})
+        return None
+    if method == "GET" and len(parts) == 4:
+        return parts[3]
+    if method != "POST" or parts[-1] != "infer":
+        await _respond(send, 405, {"error": "Use POST /v2/models/{name}/infer."})
+        return None
+    return parts[3]
+
+
+def _metadata(name: str, version: str, target: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "versions": [version],
+        "platform": "hoplon",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, *target.input_spec.shape]}],
+        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, target.n_classes]}],
+    }
+
+
+async def _infer(scope: Scope, receive: Receive, send: Send, name: str, version: str, target: Any) -> None:
+    import torch
+
+    parsed: ParsedInput | None = scope.get("hoplon.input")
+    if parsed is None:
+        try:
+            parsed = parse_inputs(await _read_body(receive), max_elements=1 << 24)
+        except BadRequest as exc:
+            await _respond(send, exc.status, {"error": str(exc)})
+            return
+    x = torch.as_tensor(np.ascontiguousarray(parsed.array, dtype=np.float32))
+    if tuple(x.shape[1:]) != tuple(target.input_spec.shape):
+        await _respond(send, 400, {"error": f"Samples must have shape {list(target.input_spec.shape)}."})
+        return
+    scores = await asyncio.to_thread(_predict, target, x)
+    await _respond(
+        send,
+        200,
+        {
+            "model_name": name,
+            "model_version": version,
+            "id": uuid.uuid4().hex,
+            "outputs": [
+                {
+                    "name": "probabilities",
+                    "datatype": "FP32",
+                    "shape": list(scores.shape),
+                    "data": scores.ravel().tolist(),
+                }
+            ],
+        },
+    )
 
 
 def _predict(target: Any, x: Any) -> np.ndarray:
@@ -165,12 +232,18 @@ def _require_loopback(url: str, allow_remote: bool) -> None:
     )
 
 
-def proxy_app(url: str, *, timeout_s: float = 10.0, paths: Mapping[str, str] | None = None) -> ASGIApp:
+def proxy_app(
+    url: str,
+    *,
+    timeout_s: float = 10.0,
+    paths: Mapping[str, str] | None = None,
+    tls: UpstreamTlsConfig | None = None,
+) -> ASGIApp:
     """Forward requests to the upstream model server at ``url`` (credentials are never forwarded)."""
     from hoplon.gateway._upstream import UpstreamError, UpstreamPool
 
     paths = dict(paths or {})
-    pool = UpstreamPool(url, timeout_s=timeout_s)
+    pool = UpstreamPool(url, timeout_s=timeout_s, tls=tls)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -231,12 +304,35 @@ def build_gateway(
     model: str | Path | None = None,
     input_shape: tuple[int, ...] | None = None,
     state_dir: str | Path | None = None,
+    registry: str | Path | None = None,
 ) -> Firewall:
-    """The in-process gateway (``model`` or models with paths) or the sidecar (``upstream.url``)."""
+    """The in-process gateway (``model``, models with paths, or a ``registry``) or the sidecar (``upstream.url``)."""
     state = Path(state_dir) if state_dir is not None else None
     cfg = config if isinstance(config, GatewayConfig) else load_config(config, state_dir=state)
     adjust = None
-    if model is not None or any(m.path for m in cfg.models.values()):
+    router = None
+    if registry is not None or cfg.raw.get("registry"):
+        if model is not None:
+            raise InputError("--model and --registry are exclusive: a registry gateway serves the registry's models.")
+        router = _registry_router(cfg, Path(registry) if registry is not None else None, input_shape)
+        shapes = {n: list(router.shape(n) or ()) for n in router.names()}
+
+        def adjust(c: GatewayConfig) -> GatewayConfig:
+            """Every registry model is a served model (its sample shape for validation), also after a reload."""
+            missing = {n: {"input_shape": shape} for n, shape in shapes.items() if n not in c.models}
+            if not missing:
+                return c
+            from hoplon.gateway.config import parse_config
+
+            raw = {k: v for k, v in c.raw.items() if k != "server"}
+            raw["models"] = {**dict(c.raw.get("models") or {}), **missing}
+            base = Path(c.source).resolve().parent if Path(c.source).is_file() else None
+            return parse_config(raw, source=c.source, base=base, state_dir=c.state_dir)
+
+        cfg = adjust(cfg)
+        inner: ASGIApp = registry_app(router)
+        digests: dict[str, str] = {}
+    elif model is not None or any(m.path for m in cfg.models.values()):
         targets, digests = _load_models(cfg, Path(model) if model is not None else None, input_shape)
         if model is not None:
             name = next(iter(targets))
@@ -257,11 +353,44 @@ def build_gateway(
     elif cfg.upstream_url:
         _require_loopback(cfg.upstream_url, cfg.upstream_allow_remote)
         paths = {f"/v2/models/{n}/infer": m.upstream_path for n, m in cfg.models.items() if m.upstream_path}
-        inner, digests = proxy_app(cfg.upstream_url, timeout_s=cfg.upstream_timeout_s, paths=paths), {}
+        inner = proxy_app(cfg.upstream_url, timeout_s=cfg.upstream_timeout_s, paths=paths, tls=cfg.upstream_tls)
+        digests = {}
     else:
         raise InputError("Nothing to serve: pass --model, give models a path, or set upstream.url in the config.")
     source: str | Path | GatewayConfig = config if isinstance(config, (str, Path)) else cfg
-    return Firewall(inner, source, model_digests=digests, state_dir=state, adjust=adjust)
+    firewall = Firewall(inner, source, model_digests=digests, state_dir=state, adjust=adjust)
+    firewall.admin.router = router
+    return firewall
+
+
+def _registry_router(cfg: GatewayConfig, root: Path | None, input_shape: tuple[int, ...] | None) -> RegistryRouter:
+    """The registry router from ``--registry`` (which wins) or the config's ``registry`` section."""
+    from hoplon.gateway.profile import Profile
+    from hoplon.gateway.routing import RegistryRouter
+
+    spec: dict[str, Any] = dict(cfg.raw.get("registry") or {})
+    base = Path(cfg.source).resolve().parent if Path(cfg.source).is_file() else Path.cwd()
+    if root is None:
+        root = Path(spec["root"])
+        root = root if root.is_absolute() else base / root
+    public_key = spec.get("public_key")
+    if public_key is not None and not Path(public_key).is_absolute():
+        public_key = str(base / public_key)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, m in cfg.models.items():
+        shape = m.input_shape or (Profile.from_file(m.profile).shape if m.profile else None)
+        if shape is not None:
+            shapes[name] = tuple(shape)
+    return RegistryRouter(
+        root,
+        shapes=shapes,
+        default_shape=input_shape,
+        require_signature=bool(spec.get("require_signature", False)),
+        public_key=public_key,
+        poll_s=float(spec.get("poll_s", 1.0)),
+        verify_s=float(spec.get("verify_s", 60.0)),
+        max_cached=int(spec.get("max_cached", 8)),
+    )
 
 
 def app_from_env() -> Firewall:
@@ -272,6 +401,7 @@ def app_from_env() -> Firewall:
         model=os.environ.get(ENV_MODEL) or None,
         input_shape=tuple(int(s) for s in shape.split(",")) if shape else None,
         state_dir=os.environ.get(ENV_STATE) or None,
+        registry=os.environ.get(ENV_REGISTRY) or None,
     )
 
 
@@ -293,6 +423,7 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     workers: int | None = None,
+    registry: Path | None = None,
 ) -> None:
     """Run the gateway under uvicorn (one process, or ``workers`` processes through the env factory)."""
     import uvicorn
@@ -303,10 +434,16 @@ def serve(
     host, port = host or cfg.host, port if port is not None else cfg.port
     if n == 1:
         app = build_gateway(
-            config_path if config_path else cfg, model=model, input_shape=input_shape, state_dir=state_dir
+            config_path if config_path else cfg,
+            model=model,
+            input_shape=input_shape,
+            state_dir=state_dir,
+            registry=registry,
         )
         try:
-            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="auto")
+            uvicorn.run(
+                app, host=host, port=port, log_level="warning", access_log=False, lifespan="auto", proxy_headers=False
+            )
         finally:
             app.close()
         return
@@ -314,12 +451,20 @@ def serve(
     os.environ[ENV_MODEL] = str(model or "")
     os.environ[ENV_STATE] = str(state_dir or "")
     os.environ[ENV_SHAPE] = ",".join(str(d) for d in input_shape) if input_shape else ""
-    uvicorn.run(
-        "hoplon.gateway.server:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=n,
-        log_level="warning",
-        access_log=False,
+    os.environ[ENV_REGISTRY] = str(registry or "")
+    from hoplon.gateway.workers import prepare_metrics_dir, prepare_state, run_workers
+
+    prepare_state(cfg)
+    prepare_metrics_dir(cfg.state_dir)  # before the workers start: they aggregate their metrics there
+    run_workers(
+        uvicorn.Config(
+            "hoplon.gateway.workers:worker_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=n,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,  # X-Forwarded-For is the firewall's (server.trusted_proxies), never uvicorn's
+        )
     )

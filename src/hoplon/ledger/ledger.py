@@ -11,6 +11,7 @@ most the records still queued: ``commit_delay_s`` plus one commit, about 5-10 ms
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -34,7 +36,6 @@ from hoplon.ledger.types import (
     Entry,
     InclusionProof,
     VerifyResult,
-    canonical_json,
     checkpoint_text,
 )
 
@@ -43,6 +44,50 @@ __all__ = ["GENESIS", "Ledger", "LedgerError"]
 log = logging.getLogger(__name__)
 GENESIS = "00" * 32
 _ENTRY_COLUMNS = "seq, ts, kind, identity, prev, hash, data"
+
+_orjson: ModuleType | None
+try:  # the gateway extra's C JSON codec; without it every entry goes through the standard library
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - only without the gateway extra
+    _orjson = None
+
+# ``canonical_json``, made once (``json.dumps`` builds an encoder per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _orjson_exact(value: Any) -> bool:
+    """Whether orjson writes ``value`` byte for byte as ``canonical_json`` does.
+
+    Both write the shortest round-trip digits of a float, but only agree on plain notation (0, and
+    1e-4 <= |x| < 1e16); orjson writes NaN and infinity as ``null`` where ``canonical_json`` refuses them.
+    Strings, 64-bit integers, booleans, None, lists and str-keyed dicts agree (orjson raises on the rest).
+    Exact types only: subclasses go to the standard library.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is float:
+        return bool(value == 0.0 or 1e-4 <= abs(value) < 1e16)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in _SCALARS and not _orjson_exact(item)):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(type(item) in _SCALARS or _orjson_exact(item) for item in value)
+    return False
+
+
+def _canonical(value: dict[str, Any]) -> str:
+    """``canonical_json(value)``, through orjson (~4x faster) when that gives the very same text."""
+    if _orjson is not None and _orjson_exact(value):
+        try:
+            text: str = _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS).decode()
+            return text
+        except _orjson.JSONEncodeError:  # an integer beyond 64 bits: the standard library writes it
+            pass
+    return _CANONICAL.encode(value)
 
 
 class LedgerError(HoplonError):
@@ -55,7 +100,7 @@ class _Pending:
     kind: str
     identity: str | None
     body: Mapping[str, Any]
-    future: Future[Entry]
+    future: Future[Entry] | None  # None: posted, nobody waits
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +199,13 @@ class Ledger:
         self._queue.put(_Pending(time.time(), kind, identity, record, future))
         return future
 
+    def post(self, record: Mapping[str, Any], *, kind: str = "record", identity: str | None = None) -> None:
+        """Queue ``record`` like :meth:`submit`, for a caller that will not wait for it (no future to make
+        and resolve); a failed commit is counted in ``write_errors``, logged and passed to ``on_error``."""
+        if self._closed:
+            raise LedgerError("The ledger is closed.")
+        self._queue.put(_Pending(time.time(), kind, identity, record, None))
+
     def append(
         self,
         record: Mapping[str, Any],
@@ -236,11 +288,12 @@ class Ledger:
             entries: list[Entry] = []
             for item in batch:
                 seq += 1
-                data = canonical_json(
+                ts = round(item.ts, 6)
+                data = _canonical(
                     {
                         "v": ENTRY_VERSION,
                         "seq": seq,
-                        "ts": round(item.ts, 6),
+                        "ts": ts,
                         "kind": item.kind,
                         "identity": item.identity,
                         "prev": prev,
@@ -248,8 +301,8 @@ class Ledger:
                     }
                 )
                 digest = merkle.leaf_hash(data.encode()).hex()
-                entries.append(Entry(seq, round(item.ts, 6), item.kind, item.identity, prev, digest, data))
-                rows.append((seq, round(item.ts, 6), item.kind, item.identity, prev, digest, data))
+                entries.append(Entry(seq, ts, item.kind, item.identity, prev, digest, data))
+                rows.append((seq, ts, item.kind, item.identity, prev, digest, data))
                 prev = digest
             if rows:
                 conn.executemany(f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -271,11 +324,13 @@ class Ledger:
                 self.on_error(exc)
             failure = LedgerError(f"The ledger commit failed: {exc}")
             for item in batch:
-                item.future.set_exception(failure)
+                if item.future is not None:
+                    item.future.set_exception(failure)
             return
         self.appended += len(entries)
         for item, entry in zip(batch, entries, strict=True):
-            item.future.set_result(entry)
+            if item.future is not None:
+                item.future.set_result(entry)
 
     def _write_checkpoint(self, conn: Connection, size: int) -> None:
         last = conn.query("SELECT tree_size, frontier FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -11,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hoplon.core.errors import InputError
+from hoplon.core.files import create_once
 
 __all__ = ["key_id", "load_or_create_key", "load_public_key", "public_pem", "sign", "verify_signature"]
 
@@ -36,16 +36,10 @@ def load_or_create_key(path: str | Path) -> Ed25519PrivateKey:
         if not isinstance(key, Ed25519PrivateKey):
             raise InputError(f"The ledger signing key {path} is not an Ed25519 key.")
         return key
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, pem)
-    except FileExistsError:  # pragma: no cover - another process won the race; use its key
-        pass
-    finally:
-        os.close(fd)
+    if create_once(path, pem) != pem:  # another process created it first: use its key
+        return load_or_create_key(path)
     path.with_name(path.name + ".pub").write_text(public_pem(key.public_key()))
     return key
 

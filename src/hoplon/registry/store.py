@@ -9,15 +9,18 @@ unsigned (when signatures are required) or retired digest is never resolved.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from hoplon.core.errors import InputError, PolicyViolation, UnsafeArtifactError
 from hoplon.core.finding import Severity
@@ -25,9 +28,10 @@ from hoplon.core.finding import Severity
 if TYPE_CHECKING:
     from hoplon.ledger import Ledger
 
-__all__ = ["IntegrityError", "KillSwitch", "ModelRegistry", "ModelVersion"]
+__all__ = ["IntegrityError", "KillSwitch", "ModelRegistry", "ModelVersion", "RegistryState", "open_registry"]
 
 Alias = Literal["prod", "canary"]
+MAX_FALLBACK_BYTES = 64 * 1024
 
 
 class IntegrityError(UnsafeArtifactError):
@@ -53,6 +57,99 @@ class KillSwitch:
 
     mode: Literal["deny", "fallback"]
     answer: Any = None
+
+
+_VERSION_FIELDS = frozenset(f.name for f in fields(ModelVersion)) - {"digest"}
+
+
+def _unroutable(data: Mapping[str, Any], digest: str, require_signature: bool) -> tuple[type[Exception], str] | None:
+    """Why ``digest`` may not be routed (the exception class and message), or ``None``."""
+    version = data["versions"].get(digest)
+    if version is None:
+        return InputError, f"No version {digest} in the registry."
+    if version["retired"]:
+        return PolicyViolation, f"{digest} is retired and is never routed."
+    if not version["scanned"]:
+        return PolicyViolation, f"{digest} was not scanned and is never routed."
+    if require_signature and not version["signed"]:
+        return PolicyViolation, f"{digest} is unsigned and this registry requires signatures."
+    return None
+
+
+def _bucket(request_key: str) -> int:
+    """A request key's canary bucket in [0, 10000): the same key always lands in the same bucket."""
+    return int.from_bytes(hashlib.sha256(request_key.encode()).digest()[:4], "big") % 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryState:
+    """One read of the index: resolve, kill switches and versions without touching the disk again.
+
+    A running gateway keeps one of these and swaps it for a new one when the index changes, so every request
+    sees one consistent routing table.
+    """
+
+    data: Mapping[str, Any]
+    require_signature: bool = False
+
+    def names(self) -> list[str]:
+        """Every model name that has aliases (served or once served)."""
+        return sorted(self.data["aliases"])
+
+    def version(self, digest: str) -> ModelVersion | None:
+        entry = self.data["versions"].get(digest)
+        if entry is None:
+            return None
+        return ModelVersion(digest=digest, **{k: v for k, v in entry.items() if k in _VERSION_FIELDS})
+
+    def kill_switch(self, name: str) -> KillSwitch | None:
+        k = self.data["kill"].get(name)
+        return KillSwitch(k["mode"], k.get("answer")) if k else None
+
+    def routable(self, digest: str) -> None:
+        """Raise (``InputError`` or ``PolicyViolation``) when ``digest`` may not be routed."""
+        why = _unroutable(self.data, digest, self.require_signature)
+        if why is not None:
+            raise why[0](why[1])
+
+    def resolve(self, name: str, *, request_key: str = "", exclude: frozenset[str] = frozenset()) -> str:
+        """The digest that serves a request (the canary for its share of ``request_key`` hashes, else prod).
+
+        ``exclude`` lists digests the caller has found unusable (an integrity failure not yet in the index).
+        """
+        aliases = self.data["aliases"].get(name, {})
+        canary = aliases.get("canary")
+        if (
+            canary
+            and request_key
+            and canary["digest"] not in exclude
+            and _bucket(request_key) < canary["percent"] * 100
+            and _unroutable(self.data, canary["digest"], self.require_signature) is None
+        ):
+            return str(canary["digest"])
+        prod = aliases.get("prod")
+        if not prod:
+            raise InputError(f"Model {name!r} has no prod version.")
+        if prod in exclude:
+            raise PolicyViolation(f"{prod} failed its integrity check and is not routed.")
+        self.routable(prod)
+        return str(prod)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _exclusive(method: Callable[Concatenate[ModelRegistry, _P], _R]) -> Callable[Concatenate[ModelRegistry, _P], _R]:
+    """Run a change under the registry's exclusive file lock: the CLI, several gateway workers and other hosts on a
+    shared folder each read-modify-write the index, and none may lose another's change."""
+
+    @functools.wraps(method)
+    def locked(self: ModelRegistry, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._change_lock():
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 def _sha256(path: Path) -> str:
@@ -101,13 +198,27 @@ class ModelRegistry:
             raise InputError("A registry change needs a ledger (every change is a ledger event).")
         self.ledger.append({"action": action, **record}, kind=f"registry.{action}", identity=record.get("model"))
 
+    @contextlib.contextmanager
+    def _change_lock(self) -> Iterator[None]:
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def blob(self, digest: str) -> Path:
         if not digest.startswith("sha256:") or len(digest) != 71:
             raise InputError(f"A digest is written sha256:<64 hex digits>. Got {digest!r}.")
         return self.root / "blobs" / "sha256" / digest[7:]
 
+    def signature_path(self, digest: str) -> Path:
+        """Where the signature of a signed push is kept (beside its blob)."""
+        return self.blob(digest).with_suffix(".sig")
+
     # ------------------------------------------------------------------ changes
 
+    @_exclusive
     def push(
         self, path: str | Path, *, name: str, public_key: str | Path | None = None, signature: str | Path | None = None
     ) -> ModelVersion:
@@ -124,11 +235,13 @@ class ModelRegistry:
         signed = False
         if public_key is not None:
             from hoplon.scan import verify_model
+            from hoplon.scan.signing import default_signature_path
 
             result = verify_model(path, public_key=public_key, signature=signature)
             if not result.ok:
                 raise UnsafeArtifactError(f"The signature of {path} does not verify: {result.describe()}.")
             signed = True
+            signature = Path(signature) if signature is not None else default_signature_path(path)
         elif self.require_signature:
             raise UnsafeArtifactError(f"{path} has no verified signature and this registry requires one.")
         digest = _sha256(path)
@@ -137,6 +250,11 @@ class ModelRegistry:
             tmp = target.with_suffix(".tmp")
             shutil.copyfile(path, tmp)
             tmp.replace(target)
+        if signed and signature is not None:
+            # kept beside the blob, so a gateway can verify the signature again each time it loads the blob
+            tmp = target.with_suffix(".sig.tmp")
+            shutil.copyfile(signature, tmp)
+            tmp.replace(self.signature_path(digest))
         data = self._read()
         version = ModelVersion(digest, name, path.stat().st_size, True, signed, False, time.time())
         entry = {"name": name, "size": version.size, "scanned": True, "signed": signed, "retired": False,
@@ -146,6 +264,7 @@ class ModelRegistry:
         self._write(data)
         return version
 
+    @_exclusive
     def promote(self, name: str, digest: str, *, alias: Alias = "prod", percent: float | None = None) -> None:
         """Point ``alias`` of ``name`` at ``digest`` (``canary`` takes ``percent`` of requests)."""
         data = self._read()
@@ -164,6 +283,7 @@ class ModelRegistry:
         self._event("promote", {"model": name, "digest": digest, "alias": alias, "percent": percent})
         self._write(data)
 
+    @_exclusive
     def rollback(self, name: str) -> str:
         """Make ``previous`` the ``prod`` version again (and drop any canary); return the digest now served."""
         data = self._read()
@@ -178,6 +298,7 @@ class ModelRegistry:
         self._write(data)
         return str(previous)
 
+    @_exclusive
     def retire(self, digest: str) -> None:
         """Retire ``digest``: never routed again. Retiring the ``prod`` version rolls back first."""
         data = self._read()
@@ -198,13 +319,71 @@ class ModelRegistry:
         self._event("retire", {"model": name, "digest": digest})
         self._write(data)
 
+    @_exclusive
+    def auto_rollback(self, name: str, bad: str, *, reason: str) -> str | None:
+        """Contain an integrity failure of ``bad`` (its blob no longer matches its digest or signature).
+
+        ``bad`` is retired (never routed again) and ``prod`` moves to the last good version: ``previous`` when its
+        blob still verifies, else the newest earlier version of ``name`` that is routable and verifies. Returns
+        the digest now served, or ``None`` when no good version is left (the model then fails closed). One
+        ledger event, ``registry.auto_rollback``.
+        """
+        data = self._read()
+        version = data["versions"].get(bad)
+        if version is None or version["name"] != name:
+            raise InputError(f"No version {bad} of {name!r} in the registry.")
+        version["retired"] = True
+        version["integrity_failure"] = reason[:500]
+        aliases = data["aliases"].setdefault(name, {})
+        good: str | None = None
+        if aliases.get("prod") == bad:
+            earlier = sorted(
+                (
+                    d
+                    for d, v in data["versions"].items()
+                    if v["name"] == name and d != bad and v["pushed_at"] <= version["pushed_at"]
+                ),
+                key=lambda d: data["versions"][d]["pushed_at"],
+                reverse=True,
+            )
+            previous = aliases.get("previous")
+            for candidate in ([previous] if previous else []) + [d for d in earlier if d != previous]:
+                if _unroutable(data, candidate, self.require_signature) is None and self._verifies(candidate):
+                    good = candidate
+                    break
+            if good is not None:
+                aliases["prod"] = good
+            aliases["previous"] = None
+        else:
+            good = aliases.get("prod")
+        if aliases.get("canary", {}).get("digest") == bad:
+            aliases.pop("canary")
+        if aliases.get("previous") == bad:
+            aliases["previous"] = None
+        self._event("auto_rollback", {"model": name, "digest": good, "from": bad, "reason": reason[:500]})
+        self._write(data)
+        return good
+
+    def _verifies(self, digest: str) -> bool:
+        try:
+            self.load_path(digest)
+        except IntegrityError:
+            return False
+        return True
+
+    @_exclusive
     def kill(self, name: str, *, mode: Literal["deny", "fallback"] = "deny", answer: Any = None) -> None:
         """Switch ``name`` off: refuse every request, or answer ``answer`` without calling the model."""
+        if mode not in ("deny", "fallback"):
+            raise InputError(f"A kill switch is deny or fallback. Got {mode!r}.")
+        if len(json.dumps(answer)) > MAX_FALLBACK_BYTES:
+            raise InputError(f"A fallback answer is at most {MAX_FALLBACK_BYTES} bytes of JSON.")
         data = self._read()
         data["kill"][name] = {"mode": mode, "answer": answer}
         self._event("kill", {"model": name, "mode": mode})
         self._write(data)
 
+    @_exclusive
     def revive(self, name: str) -> None:
         data = self._read()
         data["kill"].pop(name, None)
@@ -214,18 +393,19 @@ class ModelRegistry:
     # ------------------------------------------------------------------ reading
 
     def _routable(self, data: dict[str, Any], digest: str) -> None:
-        version = data["versions"].get(digest)
-        if version is None:
-            raise InputError(f"No version {digest} in the registry.")
-        if version["retired"]:
-            raise PolicyViolation(f"{digest} is retired and is never routed.")
-        if not version["scanned"]:
-            raise PolicyViolation(f"{digest} was not scanned and is never routed.")
-        if self.require_signature and not version["signed"]:
-            raise PolicyViolation(f"{digest} is unsigned and this registry requires signatures.")
+        RegistryState(data, self.require_signature).routable(digest)
+
+    def state(self) -> RegistryState:
+        """The index as one consistent, in-memory snapshot."""
+        return RegistryState(self._read(), self.require_signature)
+
+    @property
+    def index_path(self) -> Path:
+        return self._index_path
 
     def versions(self) -> list[ModelVersion]:
-        return [ModelVersion(digest=d, **v) for d, v in sorted(self._read()["versions"].items())]
+        state = self.state()
+        return [v for d in sorted(state.data["versions"]) if (v := state.version(d)) is not None]
 
     def aliases(self, name: str) -> dict[str, Any]:
         return dict(self._read()["aliases"].get(name, {}))
@@ -236,20 +416,7 @@ class ModelRegistry:
 
     def resolve(self, name: str, *, request_key: str = "") -> str:
         """The digest that serves a request (the canary for its share of ``request_key`` hashes, else prod)."""
-        data = self._read()
-        aliases = data["aliases"].get(name, {})
-        canary = aliases.get("canary")
-        if canary and request_key:
-            bucket = int.from_bytes(hashlib.sha256(request_key.encode()).digest()[:4], "big") % 10_000
-            if bucket < canary["percent"] * 100:
-                with contextlib.suppress(PolicyViolation, InputError):
-                    self._routable(data, canary["digest"])
-                    return str(canary["digest"])
-        prod = aliases.get("prod")
-        if not prod:
-            raise InputError(f"Model {name!r} has no prod version.")
-        self._routable(data, prod)
-        return str(prod)
+        return self.state().resolve(name, request_key=request_key)
 
     def load_path(self, digest: str) -> Path:
         """The blob of ``digest``, re-hashed: a corrupt or altered blob raises :class:`IntegrityError`."""
@@ -260,3 +427,13 @@ class ModelRegistry:
         if actual != digest:
             raise IntegrityError(f"The blob of {digest} is corrupt (it hashes to {actual}).")
         return path
+
+
+def open_registry(root: str | Path, *, require_signature: bool = False) -> ModelRegistry:
+    """The registry at ``root`` with its own ledger (``registry.db``, signed with ``ledger.key`` inside)."""
+    from hoplon.ledger import Ledger
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger.open(f"sqlite:///{root / 'registry.db'}", signing_key=str(root / "ledger.key"), durable=True)
+    return ModelRegistry(root, ledger=ledger, require_signature=require_signature)

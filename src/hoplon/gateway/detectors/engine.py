@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hoplon.core.errors import InputError
-from hoplon.gateway.detectors.types import Alarm, Detector
+from hoplon.gateway.detectors.types import Alarm, Detector, PortableDetector
 
 __all__ = ["ACTIONS", "Action", "Containment", "DetectionEngine", "DetectionWorker", "Policy"]
 
@@ -86,35 +86,56 @@ class DetectionEngine:
         self.alarms: list[Alarm] = []
         self._fired: set[tuple[str, str]] = set()  # (detector, identity): each detector alarms once per identity
         self._lock = threading.Lock()
+        self._observe_lock = threading.RLock()  # one observation at a time against a settings reload
+        # Errors of a shared storage that pass (Redis down): the worker drops the observation and goes on.
+        self.transient_errors: tuple[type[BaseException], ...] = ()
 
     def observe(self, identity: str, x: np.ndarray, probs: np.ndarray | None) -> list[Alarm]:
         """Feed one request's rows (``(batch, ...)``) and the model's probabilities (or ``None``)."""
         fired = []
-        for detector in self.detectors:
-            alarm = detector.observe(identity, x, probs)
-            if alarm is not None and (detector.name, identity) not in self._fired:
-                if len(self._fired) >= 4 * self.max_contained:
-                    self._fired.clear()
-                self._fired.add((detector.name, identity))
-                fired.append(alarm)
-                self._escalate(alarm)
+        with self._observe_lock:
+            for detector in self.detectors:
+                alarm = detector.observe(identity, x, probs)
+                if alarm is not None and (detector.name, identity) not in self._fired:
+                    if len(self._fired) >= 4 * self.max_contained:
+                        self._fired.clear()
+                    self._fired.add((detector.name, identity))
+                    fired.append(alarm)
+                    self._escalate(alarm)
         return fired
 
-    def _escalate(self, alarm: Alarm) -> None:
-        with self._lock:
-            current = self.contained.get(alarm.identity)
-            first = ACTIONS.index(self.policy.first(alarm.detector))
-            cap = ACTIONS.index(self.policy.max_action)
-            level = first if current is None else max(first, ACTIONS.index(current.action) + 1)
-            action = ACTIONS[min(level, cap)]
-            if current is None:
-                if len(self.contained) >= self.max_contained:
-                    oldest = min(self.contained, key=lambda k: self.contained[k].since)
-                    del self.contained[oldest]
-                current = self.contained[alarm.identity] = Containment(action, time.time())
-            current.action = action
-            current.alarms = [*current.alarms[-9:], alarm]
-            self.alarms = [*self.alarms[-999:], alarm]
+    def reconfigure(self, detectors: Sequence[Detector], policy: Policy) -> list[str]:
+        """New settings (a config reload): each new detector takes over the per-identity state of the old one
+        of the same name when the state's layout is unchanged (thresholds, actions, policy); otherwise it
+        starts afresh, logged. The containment state is kept. Returns the names of the rebuilt detectors."""
+        rebuilt = []
+        with self._observe_lock:
+            old = {d.name: d for d in self.detectors}
+            for detector in detectors:
+                previous = old.get(detector.name)
+                if previous is None:
+                    continue
+                if (
+                    isinstance(detector, PortableDetector)
+                    and isinstance(previous, PortableDetector)
+                    and detector.adopt(previous)
+                ):
+                    continue
+                rebuilt.append(detector.name)
+                log.warning("detector %s: its state layout changed on reload; its state starts afresh", detector.name)
+            self.detectors = list(detectors)
+            self.policy = policy
+        return rebuilt
+
+    def level(self, current: Action | None, alarm: Alarm) -> Action:
+        """The action an alarm leads to, given the identity's current action (the escalation ladder)."""
+        first = ACTIONS.index(self.policy.first(alarm.detector))
+        cap = ACTIONS.index(self.policy.max_action)
+        level = first if current is None else max(first, ACTIONS.index(current) + 1)
+        return ACTIONS[min(level, cap)]
+
+    def announce(self, alarm: Alarm, action: Action) -> None:
+        """Log the alarm (``ALERT`` from ``alert`` up) and hand it to ``on_alarm``."""
         shown = "SHADOW " if self.policy.mode == "shadow" else ""
         level_fn = log.error if ACTIONS.index(action) >= ACTIONS.index("alert") else log.info
         level_fn(
@@ -129,6 +150,20 @@ class DetectionEngine:
         )
         if self.on_alarm is not None:
             self.on_alarm(alarm, action)
+
+    def _escalate(self, alarm: Alarm) -> None:
+        with self._lock:
+            current = self.contained.get(alarm.identity)
+            action = self.level(None if current is None else current.action, alarm)
+            if current is None:
+                if len(self.contained) >= self.max_contained:
+                    oldest = min(self.contained, key=lambda k: self.contained[k].since)
+                    del self.contained[oldest]
+                current = self.contained[alarm.identity] = Containment(action, time.time())
+            current.action = action
+            current.alarms = [*current.alarms[-9:], alarm]
+            self.alarms = [*self.alarms[-999:], alarm]
+        self.announce(alarm, action)
 
     def action(self, identity: str) -> Action | None:
         """The action in force for ``identity`` (``None``: nothing, or shadow mode)."""
@@ -160,6 +195,9 @@ class DetectionEngine:
         """Bytes of detector state per identity, by detector (the figures the docs quote per 10,000)."""
         return {d.name: d.bytes_per_identity(n_features) for d in self.detectors}
 
+    def close(self) -> None:
+        """Release what the engine holds (nothing in memory; a shared storage's connections)."""
+
 
 class DetectionWorker:
     """A daemon thread feeding a :class:`DetectionEngine` from a bounded queue (off the request path)."""
@@ -170,6 +208,8 @@ class DetectionWorker:
         self.dropped = 0
         self.processed = 0
         self.error: BaseException | None = None
+        self.storage_error: BaseException | None = None  # the shared storage is down (observations dropped)
+        self.storage_errors = 0
         self._thread = threading.Thread(target=self._run, name="hoplon-detect", daemon=True)
         self._thread.start()
 
@@ -196,6 +236,16 @@ class DetectionWorker:
                 probs = answer() if callable(answer) else answer
                 self.engine.observe(identity, x, probs)
                 self.processed += 1
+                if self.storage_error is not None:
+                    log.warning("detector storage is back: detection resumes")
+                    self.storage_error = None
+            except self.engine.transient_errors as exc:  # shared storage down: drop, alert once, keep running
+                self.storage_errors += 1
+                if self.storage_error is None:
+                    log.error(
+                        "ALERT detector storage unavailable, observations dropped: %s: %s", type(exc).__name__, exc
+                    )
+                self.storage_error = exc
             except Exception as exc:  # the worker boundary: record the crash; the gateway alerts and fails to its side
                 self.error = exc
                 log.error("ALERT detector worker crashed: %s: %s", type(exc).__name__, exc)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from hoplon.core.errors import InputError
-from hoplon.gateway.detectors.types import Alarm, IdentityLRU
+from hoplon.gateway.detectors.types import Alarm, IdentityLRU, PortableDetector, pack_state, unpack_state
 
 __all__ = ["PRADA"]
 
@@ -67,17 +68,69 @@ class PRADA:
         self.growing_cap = growing_cap
         self.test_every = test_every
         self.n_features = n_features
-        self._states: IdentityLRU[_State] = IdentityLRU(
-            max_identities,
-            lambda: _State(np.zeros((growing_cap, n_features), np.float16), np.zeros(growing_cap, np.int16)),
-        )
+        self._states: IdentityLRU[_State] = IdentityLRU(max_identities, self._fresh)
         self.trace: dict[str, float] | None = None  # calibration: each identity's lowest W
+
+    def _fresh(self) -> _State:
+        return _State(np.zeros((self.growing_cap, self.n_features), np.float16), np.zeros(self.growing_cap, np.int16))
 
     def bytes_per_identity(self, n_features: int) -> int:
         return self.growing_cap * (2 * n_features + 2) + 8 * self.window
 
     def reset(self, identity: str) -> None:
         self._states.pop(identity)
+
+    def forget(self, identity: str) -> None:
+        self._states.pop(identity)
+
+    def layout(self) -> dict[str, Any]:
+        return {"n_features": self.n_features, "growing_cap": self.growing_cap, "window": self.window}
+
+    def adopt(self, old: PortableDetector) -> bool:
+        if not isinstance(old, PRADA) or old.layout() != self.layout():
+            return False
+        old._states.resize(self._states.max_identities)
+        self._states = old._states
+        return True
+
+    def dump(self, identity: str) -> bytes | None:
+        state = self._states.peek(identity)
+        if state is None:
+            return None
+        n = state.n_growing
+        meta = {**self.layout(), "next_slot": state.next_slot, "queries": state.queries}
+        arrays = {
+            "growing": state.growing[:n],
+            "classes": state.classes[:n],
+            "distances": np.asarray(state.distances, np.float64),
+        }
+        return pack_state(meta, arrays)
+
+    def load(self, identity: str, data: bytes) -> bool:
+        meta, arrays = unpack_state(data)
+        state = self._fresh()
+        growing, classes, distances = arrays.get("growing"), arrays.get("classes"), arrays.get("distances")
+        if (
+            {k: meta.get(k) for k in self.layout()} != self.layout()
+            or growing is None
+            or classes is None
+            or distances is None
+            or growing.shape[1:] != (self.n_features,)
+            or not len(growing) == len(classes) <= self.growing_cap
+            or distances.ndim != 1
+            or len(distances) > self.window
+            or not 0 <= int(meta.get("next_slot", -1)) < self.growing_cap
+        ):
+            self._states.put(identity, state)
+            return False
+        n = len(growing)
+        state.growing[:n] = growing
+        state.classes[:n] = classes
+        state.n_growing, state.next_slot = n, int(meta["next_slot"])
+        state.distances = [float(v) for v in distances]
+        state.queries = max(int(meta.get("queries", 0)), 0)
+        self._states.put(identity, state)
+        return True
 
     def statistic(self, identity: str) -> float | None:
         """The current W of ``identity`` (``None`` before ``min_queries`` distances)."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import numpy as np
 
 from hoplon.core.errors import InputError
-from hoplon.gateway.detectors.types import Alarm, IdentityLRU
+from hoplon.gateway.detectors.types import Alarm, IdentityLRU, PortableDetector, pack_state, unpack_state
 
 __all__ = ["LowMargin", "QueryVolume"]
 
@@ -31,6 +32,28 @@ class QueryVolume:
 
     def reset(self, identity: str) -> None:
         self._counts.pop(identity)
+
+    def forget(self, identity: str) -> None:
+        self._counts.pop(identity)
+
+    def layout(self) -> dict[str, Any]:
+        return {}
+
+    def adopt(self, old: PortableDetector) -> bool:
+        if not isinstance(old, QueryVolume):
+            return False
+        old._counts.resize(self._counts.max_identities)
+        self._counts = old._counts
+        return True
+
+    def dump(self, identity: str) -> bytes | None:
+        count = self._counts.peek(identity)
+        return None if count is None else pack_state({"queries": count[0]}, {})
+
+    def load(self, identity: str, data: bytes) -> bool:
+        meta, _ = unpack_state(data)
+        self._counts.put(identity, [max(int(meta.get("queries", 0)), 0)])
+        return True
 
     def observe(self, identity: str, x: np.ndarray, probs: np.ndarray | None) -> Alarm | None:
         count = self._counts.get(identity)
@@ -71,6 +94,37 @@ class LowMargin:
     def reset(self, identity: str) -> None:
         self._states.pop(identity)
         self._counts.pop(identity)
+
+    def forget(self, identity: str) -> None:
+        self.reset(identity)
+
+    def layout(self) -> dict[str, Any]:
+        return {"window": self.window}
+
+    def adopt(self, old: PortableDetector) -> bool:
+        if not isinstance(old, LowMargin) or old.layout() != self.layout():
+            return False
+        old._states.resize(self._states.max_identities)
+        old._counts.resize(self._states.max_identities)
+        self._states, self._counts = old._states, old._counts
+        return True
+
+    def dump(self, identity: str) -> bytes | None:
+        window, count = self._states.peek(identity), self._counts.peek(identity)
+        if window is None or count is None:
+            return None
+        return pack_state({"window": self.window, "queries": count[0]}, {"low": np.asarray(window, bool)})
+
+    def load(self, identity: str, data: bytes) -> bool:
+        meta, arrays = unpack_state(data)
+        low = arrays.get("low")
+        if meta.get("window") != self.window or low is None or low.ndim != 1 or len(low) > self.window:
+            self._states.put(identity, deque())
+            self._counts.put(identity, [0])
+            return False
+        self._states.put(identity, deque(bool(v) for v in low))
+        self._counts.put(identity, [max(int(meta.get("queries", 0)), 0)])
+        return True
 
     def observe(self, identity: str, x: np.ndarray, probs: np.ndarray | None) -> Alarm | None:
         if probs is None or probs.ndim != 2 or probs.shape[1] < 2:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from hoplon.core.errors import InputError
-from hoplon.gateway.detectors.types import Alarm, IdentityLRU
+from hoplon.gateway.detectors.types import Alarm, IdentityLRU, PortableDetector, identity_hash, pack_state, unpack_state
 
 __all__ = ["SharedFingerprints", "StatefulSimilarity", "quantise"]
 
@@ -76,16 +77,60 @@ class StatefulSimilarity:
         self.n_features, self.low, self.high = n_features, low, high
         self.k, self.buffer, self.threshold, self.hits = k, buffer, threshold, hits
         self._scale = (high - low) / 255.0
-        self._states: IdentityLRU[_Buffer] = IdentityLRU(
-            max_identities, lambda: _Buffer(np.zeros((buffer, n_features), np.uint8))
-        )
+        self._states: IdentityLRU[_Buffer] = IdentityLRU(max_identities, self._fresh)
         self.trace: dict[str, list[float]] | None = None  # calibration: every query's k-NN distance
+
+    def _fresh(self) -> _Buffer:
+        return _Buffer(np.zeros((self.buffer, self.n_features), np.uint8))
 
     def bytes_per_identity(self, n_features: int) -> int:
         return self.buffer * (n_features + 1)
 
     def reset(self, identity: str) -> None:
         self._states.pop(identity)
+
+    def forget(self, identity: str) -> None:
+        self._states.pop(identity)
+
+    def layout(self) -> dict[str, Any]:
+        return {"n_features": self.n_features, "buffer": self.buffer, "low": self.low, "high": self.high}
+
+    def adopt(self, old: PortableDetector) -> bool:
+        if not isinstance(old, StatefulSimilarity) or old.layout() != self.layout():
+            return False
+        old._states.resize(self._states.max_identities)
+        self._states = old._states
+        return True
+
+    def dump(self, identity: str) -> bytes | None:
+        state = self._states.peek(identity)
+        if state is None:
+            return None
+        meta = {**self.layout(), "slot": state.slot, "queries": state.queries}
+        return pack_state(meta, {"codes": state.codes[: state.n], "matches": np.asarray(state.matches, bool)})
+
+    def load(self, identity: str, data: bytes) -> bool:
+        meta, arrays = unpack_state(data)
+        state = self._fresh()
+        codes, matches = arrays.get("codes"), arrays.get("matches")
+        if (
+            {k: meta.get(k) for k in self.layout()} != self.layout()
+            or codes is None
+            or matches is None
+            or codes.shape[1:] != (self.n_features,)
+            or len(codes) > self.buffer
+            or matches.ndim != 1
+            or len(matches) > self.buffer
+            or not 0 <= int(meta.get("slot", -1)) < self.buffer
+        ):
+            self._states.put(identity, state)
+            return False
+        state.n, state.slot = len(codes), int(meta["slot"])
+        state.codes[: state.n] = codes
+        state.matches = deque(bool(m) for m in matches)
+        state.queries = max(int(meta.get("queries", 0)), 0)
+        self._states.put(identity, state)
+        return True
 
     def knn_distance(self, state_codes: np.ndarray, code: np.ndarray) -> float:
         diff = (state_codes.astype(np.float32) - code.astype(np.float32)) * self._scale
@@ -158,6 +203,8 @@ class SharedFingerprints:
         self._matches: IdentityLRU[deque[bool]] = IdentityLRU(max_identities, deque)
         self._counts: IdentityLRU[list[int]] = IdentityLRU(max_identities, lambda: [0])
         self.trace: dict[str, list[float]] | None = None  # calibration: every query's cross-identity distance
+        # Shared storage: the entries this worker added since the last flush (code, owner, digest as bytes).
+        self.outbox: list[bytes] | None = None
 
     def bytes_per_identity(self, n_features: int) -> int:
         return self.window + 16
@@ -166,12 +213,75 @@ class SharedFingerprints:
         self._matches.pop(identity)
         self._counts.pop(identity)
 
+    def forget(self, identity: str) -> None:
+        self.reset(identity)
+
+    def layout(self) -> dict[str, Any]:
+        return {
+            "n_features": self.n_features,
+            "capacity": self.capacity,
+            "window": self.window,
+            "low": self.low,
+            "high": self.high,
+        }
+
+    def adopt(self, old: PortableDetector) -> bool:
+        if not isinstance(old, SharedFingerprints) or old.layout() != self.layout():
+            return False
+        for name in ("codes", "owners", "digests", "n", "slot", "outbox"):
+            setattr(self, name, getattr(old, name))
+        old._matches.resize(self._matches.max_identities)
+        old._counts.resize(self._matches.max_identities)
+        self._matches, self._counts = old._matches, old._counts
+        return True
+
+    def dump(self, identity: str) -> bytes | None:
+        matches, count = self._matches.peek(identity), self._counts.peek(identity)
+        if matches is None or count is None:
+            return None
+        return pack_state({"window": self.window, "queries": count[0]}, {"matches": np.asarray(matches, bool)})
+
+    def load(self, identity: str, data: bytes) -> bool:
+        meta, arrays = unpack_state(data)
+        matches = arrays.get("matches")
+        if meta.get("window") != self.window or matches is None or matches.ndim != 1 or len(matches) > self.window:
+            self._matches.put(identity, deque())
+            self._counts.put(identity, [0])
+            return False
+        self._matches.put(identity, deque(bool(m) for m in matches))
+        self._counts.put(identity, [max(int(meta.get("queries", 0)), 0)])
+        return True
+
+    @property
+    def entry_bytes(self) -> int:
+        """Bytes of one shared ring entry as stored: the code, the owner hash and the digest."""
+        return self.n_features + 16
+
+    def ingest(self, entry: bytes) -> None:
+        """Add one entry another worker stored (:attr:`outbox` bytes) to the local ring; a malformed one is
+        refused with :class:`InputError`."""
+        if len(entry) != self.entry_bytes:
+            raise InputError(f"A shared fingerprint entry must hold {self.entry_bytes} bytes. Got {len(entry)}.")
+        d = self.n_features
+        self._insert(
+            np.frombuffer(entry, np.uint8, d),
+            int.from_bytes(entry[d : d + 8], "little", signed=True),
+            np.uint64(int.from_bytes(entry[d + 8 :], "little")),
+        )
+
+    def _insert(self, code: np.ndarray, owner: int, digest: np.uint64) -> None:
+        self.codes[self.slot] = code
+        self.owners[self.slot] = owner
+        self.digests[self.slot] = digest
+        self.slot = (self.slot + 1) % self.capacity
+        self.n = min(self.n + 1, self.capacity)
+
     def observe(self, identity: str, x: np.ndarray, probs: np.ndarray | None) -> Alarm | None:
         codes = quantise(x, low=self.low, high=self.high)
         alarm = None
         count = self._counts.get(identity)
         matches = self._matches.get(identity)
-        owner = hash(identity)
+        owner = identity_hash(identity)
         for code in codes:
             count[0] += 1
             digest = np.uint64(
@@ -189,11 +299,12 @@ class SharedFingerprints:
             matches.append(hit)
             if len(matches) > self.window:
                 matches.popleft()
-            self.codes[self.slot] = code
-            self.owners[self.slot] = owner
-            self.digests[self.slot] = digest
-            self.slot = (self.slot + 1) % self.capacity
-            self.n = min(self.n + 1, self.capacity)
+            if self.outbox is None:
+                self._insert(code, owner, digest)
+            else:  # shared storage: the entry comes back to every worker (this one too) from the stream
+                self.outbox.append(
+                    code.tobytes() + owner.to_bytes(8, "little", signed=True) + int(digest).to_bytes(8, "little")
+                )
             if alarm is None and sum(matches) >= self.hits:
                 alarm = Alarm(self.name, identity, float(sum(matches)), float(self.hits), count[0])
         return alarm

@@ -1,0 +1,167 @@
+"""The request path's fast paths give the same answers as the slow ones they stand in for.
+
+Rate-limit keys and spending on the memory storage vs the ``limits`` strategies; orjson vs the standard
+library for bodies; the ledger's orjson canonical text vs ``canonical_json``; and the time limits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hoplon.gateway import Firewall, KeyStore, parse_config
+from hoplon.gateway.firewall import Receive, Scope, Send
+from hoplon.gateway.protocol import BadRequest, dump_json, load_json, parse_inputs, parse_json
+from hoplon.gateway.ratelimit import RateLimiter, _Check, _item, make_storage
+from hoplon.ledger import Ledger
+from hoplon.ledger.ledger import _canonical
+from hoplon.ledger.types import canonical_json
+
+from .fake import FakeModel
+from .helpers import call
+
+
+def _firewall(tmp_path: Path, app: Any, **stages: Any) -> tuple[Firewall, str]:
+    raw: dict[str, Any] = {"version": 1, "models": {"m": {"routes": ["/predict"]}}, "stages": stages}
+    state = tmp_path / "state"
+    fw = Firewall(app, parse_config(raw, state_dir=state), state_dir=state)
+    return fw, KeyStore(state).create("alice")[0]
+
+
+# ---------------------------------------------------------------------------------------------- rate limits
+
+
+@pytest.mark.parametrize("rate", ["5/second", "10 per minute", "3/hour", "100/day"])
+def test_prebuilt_keys_are_the_strategies_keys(rate: str) -> None:
+    item = _item(rate)
+    check = _Check.of("per_identity_model", item, False, "idm")
+    assert check.key(("alice", "m")) == item.key_for("hoplon", "idm", "alice", "m")
+    assert check.key(("10.0.0.1",)) == item.key_for("hoplon", "idm", "10.0.0.1")
+
+
+def test_memory_fast_path_spends_what_the_strategies_read(tmp_path: Path) -> None:
+    raw = {"version": 1, "stages": {"rate_limits": {"per_identity": "4/minute", "daily_quota": 6}}}
+    config = parse_config(raw, state_dir=tmp_path).rate_limits
+    storage = make_storage("memory://")
+    limiter = RateLimiter(config, storage)
+    assert limiter.per_identity is not None and limiter.daily is not None
+    assert limiter.check("alice", "m", "10.0.0.1", 1) is None
+    assert limiter.check("alice", "m", "10.0.0.1", 2) is None
+    moving = limiter.moving.get_window_stats(limiter.per_identity, "hoplon", "id", "alice")
+    fixed = limiter.fixed.get_window_stats(limiter.daily, "hoplon", "day", "alice")
+    assert (moving.remaining, fixed.remaining) == (1, 3)
+    refused = limiter.check("alice", "m", "10.0.0.1", 2)
+    assert refused is not None and refused.limit == "per_identity"
+    assert limiter.fixed.get_window_stats(limiter.daily, "hoplon", "day", "alice").remaining == 3
+    assert limiter.check("bob", "m", "10.0.0.1", 7) is not None  # more than the quota: refused, nothing spent
+    assert limiter.fixed.get_window_stats(limiter.daily, "hoplon", "day", "bob").remaining == 6
+    storage.close()  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------- JSON
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"inputs": [[1, 2.5, -3e-7, 1e300]]}',
+        b'{"a": 1, "a": 2}',
+        b'{"big": 123456789012345678901234567890, "x": [1]}',
+        '{"s": "caf\u00e9 \U0001f600"}'.encode(),
+        '{"s": "caf\u00e9"}'.encode("utf-16"),
+        b'{"lone": "\\ud800"}',
+    ],
+)
+def test_json_bodies_parse_as_the_standard_library_parses_them(body: bytes) -> None:
+    expected = json.loads(body)
+    assert parse_json(body, strict=False) == expected
+    doc, plain = load_json(body, strict=False)
+    assert json.loads(dump_json(doc, plain=plain)) == expected
+
+
+def test_long_integers_stay_exact_and_non_finite_values_keep_their_errors() -> None:
+    doc, plain = load_json(b'{"id": 123456789012345678901234567890}', strict=False)
+    assert doc["id"] == 123456789012345678901234567890 and not plain
+    assert dump_json(doc, plain=plain) == b'{"id":123456789012345678901234567890}'
+    answer, plain = load_json(b'{"scores": [NaN, Infinity]}', strict=False)
+    assert math.isnan(answer["scores"][0]) and not plain
+    assert dump_json(answer, plain=plain) == b'{"scores":[NaN,Infinity]}'
+    with pytest.raises(BadRequest) as refused:
+        parse_inputs(b'{"instances": [[NaN]]}', max_elements=10)
+    assert refused.value.reason == "non_finite"
+    with pytest.raises(BadRequest) as bad:
+        parse_inputs(b'{"instances": [[1,]]}', max_elements=10)
+    assert bad.value.reason == "bad_json"
+    with pytest.raises(BadRequest) as overflow:
+        parse_inputs(b'{"instances": [[1e400]]}', max_elements=10)
+    assert overflow.value.reason == "non_finite"
+
+
+# ---------------------------------------------------------------------------------------------- ledger
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"f": [0.0, -0.0, 1e-4, 0.523, 123456.789, 9999999999999998.0, 1764412345.123456]},
+        {"f": [1e-5, 2.5e-7, 1e16, 1.5e300, -3e-9]},
+        {"z\u00e9": 1, "a": {"\U0001f600": "x\x01\x1f\u2028\x7f", "A": None}, "b": [True, False, (1, "t")]},
+        {"n": [2**63 - 1, -(2**63), 2**64 - 1, 2**70, -(2**70)]},
+        {"k": {1: "int key"}},
+    ],
+)
+def test_ledger_entry_text_is_canonical_json(value: dict[str, Any]) -> None:
+    assert _canonical(value) == canonical_json(value)
+
+
+def test_ledger_refuses_non_finite_values_on_both_paths() -> None:
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="JSON compliant"):
+            _canonical({"x": bad})
+
+
+def test_posted_records_are_committed_and_failures_counted(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    with Ledger.open(f"sqlite:///{tmp_path / 'a.db'}", on_error=errors.append) as ledger:
+        for i in range(5):
+            ledger.post({"i": i, "latency_ms": 0.5 + i}, kind="test", identity="alice")
+        ledger.flush()
+        assert [e.body["i"] for e in ledger.entries()] == [0, 1, 2, 3, 4]
+        ledger.post({"x": float("nan")}, kind="test")
+        ledger.flush()
+        assert ledger.write_errors == 1 and len(errors) == 1
+        assert ledger.append({"ok": 1}).seq == 6
+    assert Ledger.open(f"sqlite:///{tmp_path / 'a.db'}").verify().ok
+
+
+# ---------------------------------------------------------------------------------------------- time limits
+
+
+class _RaisesTimeout:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise TimeoutError("the model's own client timed out")
+
+
+def test_model_timeout_request_timeout_and_the_next_request(tmp_path: Path) -> None:
+    slow = FakeModel(delay_s=0.5)
+    fw, k = _firewall(tmp_path, slow, model={"timeout_s": 0.1})
+    h = {"x-api-key": k}
+    late = call(fw, "POST", "/predict", body={"instances": [[0.1]]}, headers=h)
+    assert late.status == 504 and late.json()["error"]["code"] == "model_timeout"
+    slow.delay_s = 0.0
+    assert call(fw, "POST", "/predict", body={"instances": [[0.1]]}, headers=h).status == 200
+    fw.close()
+
+    fw, k = _firewall(tmp_path / "b", FakeModel(delay_s=0.5), admission={"request_timeout_s": 0.1})
+    late = call(fw, "POST", "/predict", body={"instances": [[0.1]]}, headers={"x-api-key": k})
+    assert late.status == 504 and late.json()["error"]["code"] == "request_timeout"
+    fw.close()
+
+    fw, k = _firewall(tmp_path / "c", _RaisesTimeout())
+    own = call(fw, "POST", "/predict", body={"instances": [[0.1]]}, headers={"x-api-key": k})
+    assert own.status == 504 and own.json()["error"]["code"] == "model_timeout"
+    fw.close()
