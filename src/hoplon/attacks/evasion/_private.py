@@ -5,7 +5,7 @@ All functions are batched over the first axis and torch-native.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from hoplon.core.errors import InputError
 
@@ -18,6 +18,21 @@ if TYPE_CHECKING:
 Loss = Literal["ce", "margin", "dlr"]
 
 _TINY = 1e-12
+
+
+@runtime_checkable
+class OneStep(Protocol):
+    """An attack whose candidate at every ε is ``clip(x + ε·d)`` for one direction ``d`` per sample (FGSM).
+
+    :func:`hoplon.attacks.evaluate` asks for the directions once per sample and reuses them at every ε,
+    and takes the clean predictions from the same forward pass.
+    """
+
+    def direction(
+        self, target: Target, x: torch.Tensor, y: torch.Tensor, rng: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Unit-size ascent directions, the target classes (or None), and the logits at ``x``."""
+        ...
 
 
 def flat_norm(delta: torch.Tensor, norm: Norm) -> torch.Tensor:
@@ -62,6 +77,68 @@ def clip_to_ball_and_box(x: torch.Tensor, x_adv: torch.Tensor, norm: Norm, eps: 
     if norm == "linf":
         return bounds.clip(x + (x_adv - x).clamp(-eps, eps))
     return bounds.clip(x + project(x_adv - x, norm, eps * (1.0 - 1e-6)))
+
+
+class BallBox:
+    """The projection onto the ε-ball around fixed rows ``x`` and the box, prepared once for an inner loop.
+
+    Same result as :func:`clip_to_ball_and_box`, with fewer tensor operations per call: for L∞ the ball and
+    the box intersect in one per-coordinate interval, computed here once, so each projection is one
+    ``clamp``; for L2 the ball is shrunk by the same relative 1e-6 and the box is a scalar ``clamp`` where
+    it can be. :meth:`keep` follows the rows an attack still works on.
+    """
+
+    __slots__ = ("_hi", "_lo", "_lower", "_upper", "bounds", "eps", "norm", "x")
+
+    def __init__(self, x: torch.Tensor, norm: Norm, eps: float, bounds: Bounds) -> None:
+        import torch
+
+        self.x, self.norm, self.eps, self.bounds = x, norm, float(eps), bounds
+        scalar = bounds.lower.numel() == 1 and bounds.upper.numel() == 1
+        self._lo = float(bounds.lower) if scalar else None
+        self._hi = float(bounds.upper) if scalar else None
+        self._lower: torch.Tensor | None = None
+        self._upper: torch.Tensor | None = None
+        if norm == "linf":
+            # x lies in the box, so each interval [max(x − ε, lo), min(x + ε, hi)] is non-empty.
+            self._lower = bounds.clip(x - self.eps)
+            self._upper = bounds.clip(x + self.eps)
+            self._lower = torch.minimum(self._lower, x)
+            self._upper = torch.maximum(self._upper, x)
+
+    def keep(self, rows: torch.Tensor) -> BallBox:
+        """The same projection for a subset of the rows (a boolean mask or indices)."""
+        kept = object.__new__(BallBox)
+        kept.norm, kept.eps, kept.bounds, kept._lo, kept._hi = self.norm, self.eps, self.bounds, self._lo, self._hi
+        if self._lower is not None and self._upper is not None:
+            # The L∞ projection needs only the interval; ``x`` follows lazily (rarely read there).
+            kept._lower, kept._upper, kept.x = self._lower[rows], self._upper[rows], self.x[rows]
+        else:
+            kept._lower, kept._upper, kept.x = None, None, self.x[rows]
+        return kept
+
+    def project(self, point: torch.Tensor) -> torch.Tensor:
+        """``point`` (same rows as ``x``) moved onto the ε-ball around ``x`` and into the box."""
+        import torch
+
+        if self._lower is not None and self._upper is not None:
+            return torch.clamp(point, self._lower, self._upper)
+        delta = point - self.x
+        norms = torch.linalg.vector_norm(delta.flatten(1), dim=1)
+        factor = torch.clamp(self.eps * (1.0 - 1e-6) / (norms + _TINY), max=1.0)
+        moved = torch.addcmul(self.x, delta, _expand(factor, delta))
+        if self._lo is not None and self._hi is not None:
+            return moved.clamp(self._lo, self._hi)
+        return self.bounds.clip(moved)
+
+
+def unit_step(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
+    """:func:`ascent_direction` in fewer operations (one fused norm for L2), for inner loops."""
+    import torch
+
+    if norm == "linf":
+        return grad.sign()
+    return grad / _expand(torch.linalg.vector_norm(grad.flatten(1), dim=1).add_(_TINY), grad)
 
 
 def random_start(x: torch.Tensor, norm: Norm, eps: float, bounds: Bounds, rng: torch.Generator) -> torch.Tensor:
@@ -127,6 +204,15 @@ def per_sample_loss(
     if loss == "margin":
         return margin_loss(logits, y)
     return dlr_loss(logits, y)
+
+
+def summed_loss(logits: torch.Tensor, y: torch.Tensor, loss: Loss, y_target: torch.Tensor | None) -> torch.Tensor:
+    """The sum over the batch of :func:`per_sample_loss` (one fused op for the untargeted cross-entropy)."""
+    if loss == "ce" and y_target is None:
+        from torch.nn import functional as F
+
+        return F.cross_entropy(logits, y, reduction="sum")
+    return per_sample_loss(logits, y, loss, y_target).sum()
 
 
 def is_fooled(logits: torch.Tensor, y: torch.Tensor, y_target: torch.Tensor | None) -> torch.Tensor:

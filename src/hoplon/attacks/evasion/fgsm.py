@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from hoplon.attacks.evasion._private import Loss, ascent_direction, check_eps, loss_and_grad, random_target_classes
+from hoplon.attacks.evasion._private import Loss, check_eps, loss_and_grad, random_target_classes, unit_step
 from hoplon.attacks.registry import register
 from hoplon.attacks.types import AdversarialBatch, AttackInfo, Norm
 from hoplon.core.errors import InputError
@@ -26,7 +26,10 @@ class FGSM:
 
     Threat model: white-box (needs gradients), untargeted or targeted, perturbation bounded in L∞ (sign
     step) or L2 (normalised-gradient step, the "fast gradient method"). A single step: cheap, and a weak
-    baseline that any robustness claim must beat by a wide margin.
+    baseline that any robustness claim must beat by a wide margin. The step's direction does not depend
+    on ε: :func:`hoplon.attacks.evaluate` computes it once per sample for a whole ε list (with the clean
+    predictions from the same forward pass) and only re-checks each ε's candidates; with ``targeted`` the
+    target classes are drawn once per evaluation, the same at every ε.
 
     References:
         Goodfellow, Shlens, Szegedy. Explaining and Harnessing Adversarial Examples. ICLR 2015.
@@ -64,12 +67,23 @@ class FGSM:
         if self.loss not in ("ce", "margin"):
             raise InputError(f"The 'loss' parameter of FGSM must be 'ce' or 'margin'. Got {self.loss!r}.")
 
+    def direction(
+        self, target: Target, x: torch.Tensor, y: torch.Tensor, rng: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The step of unit size (sign, or normalised gradient), the target classes, and the logits at ``x``.
+
+        The gradient does not depend on ε, so :func:`hoplon.attacks.evaluate` computes it once per sample for
+        a whole ε list, and reads the clean predictions off the same forward pass.
+        """
+        require(target, Capability.GRADIENTS, who="FGSM")
+        y_target = random_target_classes(y, target.n_classes, rng) if self.targeted else None
+        _, grad, logits = loss_and_grad(target, x, y, self.loss, y_target)
+        return unit_step(grad, self.norm), y_target, logits
+
     def run(
         self, target: Target, x: torch.Tensor, y: torch.Tensor, *, eps: float, bounds: Bounds, rng: torch.Generator
     ) -> AdversarialBatch:
-        require(target, Capability.GRADIENTS, who="FGSM")
         check_eps("FGSM", eps)
-        y_target = random_target_classes(y, target.n_classes, rng) if self.targeted else None
-        _, grad, _ = loss_and_grad(target, x, y, self.loss, y_target)
-        x_adv = bounds.clip(x + eps * ascent_direction(grad, self.norm))
+        step, y_target, _ = self.direction(target, x, y, rng)
+        x_adv = bounds.clip(x + eps * step)
         return AdversarialBatch(x_adv.detach(), y_target)

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from hoplon.attacks.evasion._private import (
+    BallBox,
     Loss,
-    ascent_direction,
     check_eps,
     check_loss_classes,
-    clip_to_ball_and_box,
-    loss_and_grad,
     random_start,
     random_target_classes,
+    summed_loss,
+    unit_step,
 )
 from hoplon.attacks.registry import register
 from hoplon.attacks.types import AdversarialBatch, AttackInfo, Norm
@@ -92,6 +92,8 @@ class PGD:
     def run(
         self, target: Target, x: torch.Tensor, y: torch.Tensor, *, eps: float, bounds: Bounds, rng: torch.Generator
     ) -> AdversarialBatch:
+        import torch
+
         require(target, Capability.GRADIENTS, who="PGD")
         check_eps("PGD", eps)
         check_loss_classes("PGD", self.loss, target.n_classes, targeted=self.targeted)
@@ -103,24 +105,34 @@ class PGD:
             active = (~done).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
-            xa, ya = x[active], y[active]
+            ya = y[active]
             ta = y_target[active] if y_target is not None else None
-            current = random_start(xa, self.norm, eps, bounds, rng) if self.random_start else xa.clone()
+            ball = BallBox(x[active], self.norm, eps, bounds)
+            current = random_start(ball.x, self.norm, eps, bounds, rng) if self.random_start else ball.x.clone()
             for _ in range(self.steps):
-                _, grad, logits = loss_and_grad(target, current, ya, self.loss, ta)
-                pred = logits.argmax(1)
-                fooled = pred == ta if ta is not None else pred != ya
-                if bool(fooled.any()):
-                    hit = active[fooled]
-                    best[hit] = current[fooled]
-                    done[hit] = True
-                    keep = ~fooled
-                    active, xa, ya, current, grad = active[keep], xa[keep], ya[keep], current[keep], grad[keep]
-                    ta = ta[keep] if ta is not None else None
-                    if active.numel() == 0:
+                # One forward and backward pass; the same logits say which rows are already fooled.
+                current.requires_grad_(True)
+                logits = target.logits(current)  # type: ignore[attr-defined]
+                (grad,) = torch.autograd.grad(summed_loss(logits, ya, self.loss, ta), current)
+                current = current.detach()
+                pred = logits.detach().argmax(1)
+                fooled: torch.Tensor | None
+                if ta is not None:
+                    hits = pred == ta
+                    fooled = hits if bool(hits.any()) else None
+                else:  # "nothing fooled" is one comparison returning a Python bool (no mask, no reduction)
+                    fooled = None if pred.equal(ya) else pred != ya
+                if fooled is not None:
+                    # Fooled rows keep this iterate and leave the batch (indices once: each mask lookup scans).
+                    hit = fooled.nonzero().squeeze(1)
+                    best[active[hit]] = current[hit]
+                    done[active[hit]] = True
+                    keep = (~fooled).nonzero().squeeze(1)
+                    active, current = active[keep], current[keep]
+                    if keep.numel() == 0:
                         break
-                current = clip_to_ball_and_box(
-                    xa, current + step * ascent_direction(grad, self.norm), self.norm, eps, bounds
-                )
+                    ya, grad, ball = ya[keep], grad[keep], ball.keep(keep)
+                    ta = ta[keep] if ta is not None else None
+                current = ball.project(torch.add(current, unit_step(grad, self.norm), alpha=step))
             best[active] = current
         return AdversarialBatch(best.detach(), y_target)
