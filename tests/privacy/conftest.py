@@ -1,4 +1,4 @@
-"""Fixtures for the privacy tests: 150 digits members, overfit / regularised / DP models, reference models.
+"""Fixtures for the privacy tests: 150 digits members, an overfit model and its reference models.
 
 Everything is small enough for two shared cores: a flat MLP trains on 150 records in a fraction of a
 second, and each recipe's 8 reference models are trained once per session (and cached on disk).
@@ -55,12 +55,6 @@ def overfit_recipe() -> Recipe:
 
 
 @pytest.fixture(scope="session")
-def regularised_recipe() -> Recipe:
-    """Weight decay and early stopping: a smaller train–test gap."""
-    return Recipe(factory=FACTORY, epochs=8, batch_size=32, lr=3e-3, weight_decay=0.05, seed=0)
-
-
-@pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> ModelCache:
     return ModelCache(tmp_path_factory.mktemp("model-cache"))
 
@@ -75,12 +69,6 @@ def overfit_target(splits: Splits, overfit_recipe: Recipe) -> TorchTarget:
     return _target(module, "overfit")
 
 
-@pytest.fixture(scope="session")
-def regularised_target(splits: Splits, regularised_recipe: Recipe) -> TorchTarget:
-    module, _ = train(regularised_recipe, splits.members.x, splits.members.y, n_classes=10, seed=1234)
-    return _target(module, "regularised")
-
-
 def _references(recipe: Recipe, splits: Splits, cache: ModelCache) -> ReferenceModels:
     return train_references(recipe, splits.x, splits.y, n_models=N_REFERENCES, n_classes=10, seed=7, cache=cache)
 
@@ -88,11 +76,6 @@ def _references(recipe: Recipe, splits: Splits, cache: ModelCache) -> ReferenceM
 @pytest.fixture(scope="session")
 def overfit_references(splits: Splits, overfit_recipe: Recipe, model_cache: ModelCache) -> ReferenceModels:
     return _references(overfit_recipe, splits, model_cache)
-
-
-@pytest.fixture(scope="session")
-def regularised_references(splits: Splits, regularised_recipe: Recipe, model_cache: ModelCache) -> ReferenceModels:
-    return _references(regularised_recipe, splits, model_cache)
 
 
 @pytest.fixture()

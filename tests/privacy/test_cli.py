@@ -203,3 +203,34 @@ def test_sweep_epsilon_gives_a_privacy_utility_curve(
     assert curve[0]["epsilon"] <= 2.0 + 1e-2 and curve[1]["epsilon"] is None  # JSON has no inf: null
     assert all(0 <= c["test_accuracy"] <= 1 for c in curve)
     assert "Privacy–utility" in stdout
+
+
+def test_population_trains_the_shadow_models_and_overlap_exits_2(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    population = files["root"] / "population.npz"
+    args = _audit_args(files, tmp_path / "p", "--attacks", "shadow", "--population", str(population))
+    code, stdout, err = _run(args, capsys)
+    assert code == 0, err
+    doc = json.loads((tmp_path / "p" / "report.json").read_text())
+    jsonschema.validate(doc, report_schema())
+    assert doc["results"]["shadow_data"]["source"] == "population"
+    assert doc["results"]["privacy"][0]["shadow_data"] == "population"
+    assert "shadow models" in stdout and "disjoint" in stdout
+    # Without --population the report names the fallback and why.
+    code, stdout, _ = _run(_audit_args(files, tmp_path / "q", "--attacks", "shadow"), capsys)
+    assert code == 0
+    fallback = json.loads((tmp_path / "q" / "report.json").read_text())["results"]["shadow_data"]
+    assert fallback["source"] == "audited-records" and "No --population data" in fallback["note"]
+    assert "audited-records" in stdout
+    # Population records that are also training records: refused, exit 2, one line.
+    members, _, rest = demo_splits("breast-cancer", n_members=100)
+    leaky = Dataset(
+        x=torch.cat([rest.x, members.x[:5]]), y=torch.cat([rest.y, members.y[:5]]), bounds=rest.bounds, name="p"
+    )
+    leaky_path = _write(leaky, tmp_path / "leaky.npz")
+    code, _, err = _run(
+        _audit_args(files, tmp_path / "r", "--attacks", "shadow", "--population", str(leaky_path)), capsys
+    )
+    assert code == 2
+    assert "share 5 of their" in err and "disjoint" in err and "Traceback" not in err

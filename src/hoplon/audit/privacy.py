@@ -22,8 +22,11 @@ from hoplon.attacks.privacy import (
     MIFace,
     ReferenceModels,
     make_privacy_attack,
+    matched_n_in,
     train_references,
+    train_shadow_models,
 )
+from hoplon.attacks.privacy.shadow import MIN_SHADOW_ROWS
 from hoplon.core.errors import InputError
 from hoplon.core.finding import Finding, Severity
 from hoplon.core.report import Asset, Report
@@ -59,6 +62,16 @@ log = logging.getLogger(__name__)
 DEFAULT_PRIVACY_ATTACKS: tuple[str, ...] = ("loss", "lira-online", "lira-offline", "rmia", "shadow")
 TOP_EXPOSED = 10
 ROC_POINTS = 60
+SHADOW_POPULATION = (
+    "Shadow models trained by the recipe on balanced halves of up to twice the training set's size of --population "
+    "records, which are disjoint from the audited training and holdout records (Shokri et al.'s setting)."
+)
+SHADOW_FALLBACK = (
+    "No --population data: the shadow models are the reference models, trained by the recipe on halves of the "
+    "audited training and holdout records. Shokri et al. assume shadow data disjoint from the target's training "
+    "data; this fallback gives the attacker the audited records, a stronger assumption than the paper's. Pass "
+    "--population with records disjoint from --train and --holdout for the paper's setting."
+)
 REMEDIATION = (
     "Train with differential privacy (hoplon harden dp --epsilon 3) or regularise and stop earlier; re-run this "
     "audit on the new model to confirm the leak at low false-positive rates has closed."
@@ -84,6 +97,30 @@ class AuditedModel:
 
 def _row_keys(x: torch.Tensor) -> list[bytes]:
     return [bytes(r.contiguous().numpy().astype("<f4").tobytes()) for r in x.detach().cpu()]
+
+
+def check_population(population: Dataset, audited: Sequence[Dataset]) -> None:
+    """Refuse population data that shares records with the audited sets (found by value) or whose sample
+    shape differs: population records are by definition not audited, and shadow models must train on data
+    disjoint from the audited records.
+
+    Raises:
+        InputError: a shared record or a different sample shape.
+    """
+    keys = {k for data in audited for k in _row_keys(data.x)}
+    for data in audited:
+        if data.sample_shape != population.sample_shape:
+            raise InputError(
+                f"The population data have sample shape {population.sample_shape}, the audited data "
+                f"{data.sample_shape}."
+            )
+    shared = sum(k in keys for k in _row_keys(population.x))
+    if shared:
+        raise InputError(
+            f"The population data (--population) share {shared} of their {population.n} records with the training "
+            "or holdout set; population data must be disjoint from the audited records (shadow models train on "
+            "them, RMIA compares against them). Remove the shared records."
+        )
 
 
 def check_splits(members: Dataset, nonmembers: Dataset) -> tuple[Dataset, Dataset, int]:
@@ -175,7 +212,7 @@ def findings_from_privacy(rows: Sequence[Mapping[str, Any]], *, asset_of: Mappin
                     "advantage": best["advantage"],
                     "epsilon_lower_bound": best["epsilon_lower_bound"],
                 },
-                evidence={"attacks": [str(r["attack"]) for r in model_rows]},
+                evidence=_evidence(model_rows),
                 taxonomy=MEMBERSHIP_TAXONOMY,
                 remediation=REMEDIATION,
             )
@@ -199,6 +236,14 @@ def findings_from_privacy(rows: Sequence[Mapping[str, Any]], *, asset_of: Mappin
                 )
             )
     return findings
+
+
+def _evidence(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    evidence: dict[str, Any] = {"attacks": [str(r["attack"]) for r in rows]}
+    shadow = [r for r in rows if "shadow_data" in r]
+    if shadow:
+        evidence["shadow_data"] = str(shadow[0]["shadow_data"])
+    return evidence
 
 
 def _roc_points(scores: torch.Tensor, is_member: torch.Tensor) -> dict[str, list[float]]:
@@ -238,8 +283,11 @@ def privacy(
         members: the training records (``--train``).
         nonmembers: records from the same distribution the models did not train on (``--holdout``).
         recipe: how the models were trained; reference and shadow models are trained by it.
-        population: extra data the attacker owns (not audited): shadow-model data disjoint from the
-            audited records, RMIA's population, the attribute marginal.
+        population: extra data the attacker owns (not audited; refused if it shares a record with
+            ``members`` or ``nonmembers``): the shadow models' training data (disjoint from the audited
+            records, as in Shokri et al.), RMIA's population, the attribute marginal. Without it the shadow
+            attack falls back to the reference models (trained on the audited records) and the report says so
+            (``results.shadow_data``).
         attacks: registry names (``loss``, ``lira-online``, ``lira-offline``, ``rmia``, ``shadow``).
         n_references: reference-model budget (even, >= 2).
         cache_dir: where reference models are cached (keyed by recipe hash, data fingerprint and seed).
@@ -264,6 +312,8 @@ def privacy(
         if name not in PRIVACY_ATTACKS:
             raise InputError(f"Unknown privacy attack {name!r}; known: {', '.join(PRIVACY_ATTACKS.names())}.")
     members, nonmembers, n_overlap = check_splits(members, nonmembers)
+    if population is not None:
+        check_population(population, (members, nonmembers))
     for a in audited:
         a.target.input_spec.check(members.x, what="training data")
         members.check_labels(a.target.n_classes)
@@ -272,10 +322,21 @@ def privacy(
     y = torch.cat([members.y, nonmembers.y])
     is_member = torch.cat([torch.ones(members.n, dtype=torch.bool), torch.zeros(nonmembers.n, dtype=torch.bool)])
     n_classes = audited[0].target.n_classes
-    attack_objs = [make_privacy_attack(n) for n in attacks]
+    disjoint_shadows = "shadow" in attacks and population is not None
+    if disjoint_shadows and population is not None and population.n < MIN_SHADOW_ROWS:
+        raise InputError(
+            f"The population data have {population.n} records; the shadow attack needs at least {MIN_SHADOW_ROWS} "
+            "to train shadow models on (or leave 'shadow' out of the attacks)."
+        )
+    attack_objs = [
+        make_privacy_attack(n, disjoint=True) if n == "shadow" and disjoint_shadows else make_privacy_attack(n)
+        for n in attacks
+    ]
     needs_refs = any(type(a).info.needs_references for a in attack_objs)
     cache = ModelCache(cache_dir) if cache_dir is not None else None
     ref_sets: dict[str, ReferenceModels] = {}
+    shadow_sets: dict[str, ReferenceModels] = {}
+    shadow_data: dict[str, Any] | None = None
     if needs_refs:
         if recipe is None and any(a.recipe is None for a in audited):
             raise InputError("LiRA, RMIA and the shadow-model attack need the training recipe (--recipe).")
@@ -299,11 +360,46 @@ def privacy(
                 n_models=n_references,
                 n_classes=n_classes,
                 is_population=is_pop,
+                n_in=matched_n_in(n_references, members.n, members.n + nonmembers.n),
                 seed=seed,
                 cache=cache,
                 bounds=members.bounds,
                 progress=tick,
             )
+            if disjoint_shadows and population is not None:
+                tick = progress("shadow models", n_references) if progress is not None else None
+                shadow_sets[key] = train_shadow_models(
+                    r,
+                    population.x,
+                    population.y,
+                    n_train=members.n,
+                    n_models=n_references,
+                    n_classes=n_classes,
+                    seed=seed,
+                    cache=cache,
+                    bounds=members.bounds,
+                    progress=tick,
+                )
+        if "shadow" in attacks:
+            if disjoint_shadows and population is not None:
+                n_rows = min(population.n, 2 * members.n)
+                shadow_data = {
+                    "source": "population",
+                    "n_models": n_references,
+                    "n_rows": n_rows,
+                    "n_population": population.n,
+                    "rows_per_model": n_rows // 2,
+                    "note": SHADOW_POPULATION,
+                }
+            else:
+                shadow_data = {
+                    "source": "audited-records",
+                    "n_models": n_references,
+                    "n_rows": len(x),
+                    "rows_per_model": round(len(x) * matched_n_in(n_references, members.n, len(x)) / n_references),
+                    "note": SHADOW_FALLBACK,
+                }
+                log.warning("%s", SHADOW_FALLBACK)
     rows: list[dict[str, Any]] = []
     roc: dict[str, dict[str, Any]] = {}
     exposed: list[dict[str, Any]] = []
@@ -311,13 +407,21 @@ def privacy(
         refs = ref_sets.get((a.recipe or recipe).digest()) if needs_refs else None  # type: ignore[union-attr]
         best: tuple[tuple[float, float], torch.Tensor, str] | None = None
         for attack in attack_objs:
+            is_shadow = type(attack).info.name == "shadow"
+            attack_refs = refs
+            if is_shadow and shadow_sets:
+                attack_refs = shadow_sets[(a.recipe or recipe).digest()]  # type: ignore[union-attr]
             start = time.process_time()
-            result = attack.run(a.target, x, y, references=refs, rng=torch.Generator().manual_seed(seed))
+            result = attack.run(a.target, x, y, references=attack_refs, rng=torch.Generator().manual_seed(seed))
             cpu_s = time.process_time() - start
             row = privacy_row(result.attack, result.scores, is_member, n_boot=n_boot, seed=seed)
             row["model"] = a.target.name
             row["cpu_s"] = round(cpu_s, 4)
-            row["n_references"] = refs.n_models if refs is not None and type(attack).info.needs_references else 0
+            row["n_references"] = (
+                attack_refs.n_models if attack_refs is not None and type(attack).info.needs_references else 0
+            )
+            if is_shadow and shadow_data is not None:
+                row["shadow_data"] = shadow_data["source"]
             eps_dp, delta_dp = a.record.get("epsilon"), a.record.get("delta")
             if isinstance(eps_dp, int | float) and isinstance(delta_dp, int | float):
                 row["dp_epsilon"] = float(eps_dp)
@@ -357,6 +461,8 @@ def privacy(
         ],
         "overlap_removed": n_overlap,
     }
+    if shadow_data is not None:
+        results["shadow_data"] = shadow_data
     figures: dict[str, Any] = {"roc": {"axes": "log-log", "curves": list(roc.values())}}
     utility = _utility_rows(audited, rows)
     if len(utility) > 1:

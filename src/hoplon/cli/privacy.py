@@ -119,7 +119,12 @@ def privacy_command(
         str | None, typer.Option("--recipe", help="Training recipe TOML: how reference/shadow/DP models are trained.")
     ] = None,
     population: Annotated[
-        str | None, typer.Option("--population", help="Extra data the attacker owns (not audited), optional.")
+        str | None,
+        typer.Option(
+            "--population",
+            help="Extra data the attacker owns, disjoint from --train and --holdout: the shadow models' training "
+            "data and RMIA's population (optional; refused if it shares a record with them).",
+        ),
     ] = None,
     demo: Annotated[
         str | None,
@@ -218,6 +223,9 @@ def privacy_command(
     console.print(privacy_table(report.results["privacy"]))
     if "privacy_utility" in report.results:
         console.print(utility_table(report.results["privacy_utility"]))
+    shadow = report.results.get("shadow_data")
+    if shadow is not None:
+        console.print(f"[bold]shadow models[/] ({shadow['source']}): {shadow['note']}", highlight=False, soft_wrap=True)
     for f in report.findings:
         console.print(f"[bold]{f.severity.label:>8}[/] {f.title}: {f.summary}", highlight=False, soft_wrap=True)
     for fmt, written in paths.items():

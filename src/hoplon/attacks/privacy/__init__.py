@@ -5,7 +5,7 @@ from hoplon.attacks.privacy.attribute import ATTRIBUTE_TAXONOMY, AttributeInfere
 from hoplon.attacks.privacy.inversion import INVERSION_TAXONOMY, InversionResult, MIFace
 from hoplon.attacks.privacy.lira import LiRA
 from hoplon.attacks.privacy.loss import LossAttack
-from hoplon.attacks.privacy.references import balanced_masks, train_references
+from hoplon.attacks.privacy.references import balanced_masks, matched_n_in, train_references, train_shadow_models
 from hoplon.attacks.privacy.registry import PRIVACY_ATTACKS, make_privacy_attack, register_privacy
 from hoplon.attacks.privacy.rmia import RMIA
 from hoplon.attacks.privacy.shadow import ShadowModelAttack, shadow_features
@@ -38,7 +38,9 @@ __all__ = [
     "ShadowModelAttack",
     "balanced_masks",
     "make_privacy_attack",
+    "matched_n_in",
     "register_privacy",
     "shadow_features",
     "train_references",
+    "train_shadow_models",
 ]
