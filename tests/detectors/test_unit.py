@@ -134,3 +134,40 @@ def test_calibration_sets_thresholds_and_measures_held_out_identities() -> None:
     assert summary["all"]["identities"] == 10 and 0 <= summary["all"]["heldout_fpr"] <= 1
     with pytest.raises(InputError):
         calibrate({}, x, probs, fpr=2.0)
+
+
+def test_an_identity_cannot_run_more_than_max_lag_queries_ahead_of_its_analysis() -> None:
+    import threading
+
+    release = threading.Event()
+
+    class Slow:
+        name = "slow"
+
+        def observe(self, identity: str, x: np.ndarray, probs: np.ndarray | None) -> None:
+            release.wait(5.0)
+
+        def reset(self, identity: str) -> None:
+            return None
+
+        def bytes_per_identity(self, n_features: int) -> int:
+            return 0
+
+    stage = DetectStage({"mode": "enforce", "max_lag": 3})
+    stage.worker = DetectionWorker(DetectionEngine([Slow()]), queue_size=100)
+    try:
+        for _ in range(3):
+            assert stage.check("fast") is None
+            stage.worker.submit("fast", np.zeros((1, 2)), None)
+        assert stage.check("fast") == (
+            429,
+            "detect_backlog",
+            "Too many of this identity's queries are still being analysed; retry.",
+        )
+        assert stage.check("other") is None  # the bound is per identity
+        release.set()
+        stage.worker.drain(5.0)
+        assert stage.worker.backlog("fast") == 0 and stage.check("fast") is None
+    finally:
+        release.set()
+        stage.worker.stop()

@@ -50,6 +50,11 @@ _DETECT: dict[str, Any] = {
     "state_ttl_s": _POS_NUM,
     "cache_s": {"type": "number", "minimum": 0, "description": "Redis: containment cache on the hot path."},
     "queue_size": _POS_INT,
+    "max_lag": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "Most queued, not yet analysed queries per identity before it gets 429 (0: no bound).",
+    },
     "max_identities": _POS_INT,
     "input_range": {"type": "array", "items": {"type": "number"}, "minItems": 2},
     "max_action": {"enum": ["log", "alert", "throttle", "degrade", "block"]},

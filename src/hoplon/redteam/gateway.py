@@ -52,6 +52,7 @@ EXTRACTION_CLIENTS = ("jbda", "sybil", "blinded", "knockoff", "rotating")
 ADVERSARIAL_CLIENTS = ("square", "hsja", "walk", "square-rotating", "hsja-rotating", "walk-rotating")
 CLIENTS = EXTRACTION_CLIENTS + ADVERSARIAL_CLIENTS
 _MAX_WAIT_S = 30.0  # longest Retry-After a client waits out; a longer one (a daily quota) ends the run
+_MAX_BACKLOG_WAITS = 500  # 20 ms waits for the detectors to catch up with this key (10 s in all)
 _MAX_ROWS = 200_000  # bound on the rows one client may send (twice the default daily quota)
 
 
@@ -216,7 +217,10 @@ class GatewayTarget:
         request = urllib.request.Request(
             self.url, data=json.dumps(body).encode(), headers={"x-api-key": key, "content-type": "application/json"}
         )
-        for attempt in range(4):
+        backlog_waits = 0
+        attempt = 0
+        while attempt < 4:
+            attempt += 1
             self._pacer.send("identity", key)
             self._pacer.send("source", "")
             try:
@@ -230,7 +234,13 @@ class GatewayTarget:
                     reason = ""
                 if exc.code == 403 or (exc.code == 429 and reason == "throttled"):
                     raise Contained(exc.code, reason) from None
-                if exc.code == 429 and attempt < 3:  # a rate limit, not a detector: learn it and stay under it
+                if exc.code == 429 and reason == "detect_backlog" and backlog_waits < _MAX_BACKLOG_WAITS:
+                    # the detectors are behind on this key: wait for them, as any client that retries would
+                    backlog_waits += 1
+                    attempt -= 1
+                    time.sleep(0.02)
+                    continue
+                if exc.code == 429 and attempt < 4:  # a rate limit, not a detector: learn it and stay under it
                     self.rate_limited += 1
                     policy = _policy(exc.headers.get("ratelimit-policy"))
                     if policy is not None and policy[0] in ("per_identity", "per_identity_model"):

@@ -210,6 +210,8 @@ class DetectionWorker:
         self.error: BaseException | None = None
         self.storage_error: BaseException | None = None  # the shared storage is down (observations dropped)
         self.storage_errors = 0
+        self._backlog: dict[str, int] = {}  # observations queued and not yet processed, per identity
+        self._backlog_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="hoplon-detect", daemon=True)
         self._thread.start()
 
@@ -219,12 +221,27 @@ class DetectionWorker:
 
     def submit(self, identity: str, x: np.ndarray, answer: Any) -> bool:
         """Queue one observation; ``answer`` is a probability matrix or a callable returning one. False if full."""
+        with self._backlog_lock:
+            self._backlog[identity] = self._backlog.get(identity, 0) + 1
         try:
             self.queue.put_nowait((identity, x, answer))
         except queue.Full:
+            self._settle(identity)
             self.dropped += 1
             return False
         return True
+
+    def backlog(self, identity: str) -> int:
+        """How many of ``identity``'s observations wait for the detectors (read on the request path)."""
+        return self._backlog.get(identity, 0)
+
+    def _settle(self, identity: str) -> None:
+        with self._backlog_lock:
+            left = self._backlog.get(identity, 0) - 1
+            if left > 0:
+                self._backlog[identity] = left
+            else:
+                self._backlog.pop(identity, None)
 
     def _run(self) -> None:
         while True:
@@ -251,6 +268,8 @@ class DetectionWorker:
                 log.error("ALERT detector worker crashed: %s: %s", type(exc).__name__, exc)
                 return
             finally:
+                if item is not None:
+                    self._settle(item[0])
                 self.queue.task_done()
 
     def drain(self, timeout_s: float = 10.0) -> None:

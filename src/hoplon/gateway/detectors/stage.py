@@ -47,6 +47,7 @@ DETECT_DEFAULTS: dict[str, Any] = {
     "state_ttl_s": 86_400,
     "cache_s": 1.0,
     "queue_size": 10_000,
+    "max_lag": 32,
     "max_identities": 10_000,
     "input_range": [0.0, 1.0],
     "max_action": "block",
@@ -258,6 +259,10 @@ class DetectStage:
         is unreachable (the stage's ``on_error`` applies)."""
         if self.worker is not None and not self.worker.alive:
             raise DetectorUnavailable("the detector worker is not running")
+        lag = int(self.spec["max_lag"] or 0)
+        if lag and self.worker is not None and self.worker.backlog(identity) >= lag:
+            # Backpressure: an identity may not run more than ``max_lag`` queries ahead of its own analysis.
+            return 429, "detect_backlog", "Too many of this identity's queries are still being analysed; retry."
         engine = self.engine
         action: Action | None
         if engine is not None:
