@@ -9,15 +9,17 @@ a :class:`~prometheus_client.multiprocess.MultiProcessCollector` over all of the
 from __future__ import annotations
 
 import atexit
+import bisect
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["MULTIPROC_ENV", "GatewayMetrics", "multiprocess_mode"]
+__all__ = ["MULTIPROC_ENV", "GatewayMetrics", "StageTimer", "multiprocess_mode"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _DEAD_MARKED: set[int] = set()
@@ -45,6 +47,35 @@ def _mark_dead_at_exit() -> None:
             multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
 
     atexit.register(mark)
+
+
+class StageTimer:
+    """One stage's histogram child, observed without prometheus_client's per-call checks and bucket scan.
+
+    ``Histogram.observe`` checks observability and walks the buckets in Python on every call (about 9 calls
+    per request here); this finds the bucket by bisection and adds to the child's own value cells (the same
+    cells, in-process or in the multiprocess folder, so the exported samples are identical). A client
+    library without those cells falls back to ``observe``.
+    """
+
+    __slots__ = ("_bounds", "_buckets", "_child", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._child = child
+        cells: Any = child
+        self._bounds: list[float] | None = None
+        if all(hasattr(cells, name) for name in ("_upper_bounds", "_buckets", "_sum")):
+            bounds = [float(b) for b in cells._upper_bounds]
+            if len(bounds) == len(cells._buckets) and bounds and bounds[-1] == float("inf"):
+                self._bounds, self._buckets, self._sum = bounds, list(cells._buckets), cells._sum
+
+    def observe(self, seconds: float) -> None:
+        if self._bounds is None:
+            self._child.observe(seconds)
+            return
+        self._sum.inc(seconds)
+        # The first bucket whose upper bound is >= seconds, as Histogram.observe picks it (the last is +Inf).
+        self._buckets[min(bisect.bisect_left(self._bounds, seconds), len(self._bounds) - 1)].inc(1)
 
 
 _BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -97,15 +128,15 @@ class GatewayMetrics:
             multiprocess_mode="livemax",
         )
 
-        self._stage_children: dict[str, Histogram] = {}
+        self._stage_children: dict[str, StageTimer] = {}
         self._request_children: dict[tuple[str, str, str, int], Counter] = {}
 
-    def stage_time(self, stage: str) -> Histogram:
-        """The stage's histogram child, cached (``labels()`` costs ~10 µs per call)."""
-        child = self._stage_children.get(stage)
-        if child is None:
-            child = self._stage_children[stage] = self.stage_seconds.labels(stage)
-        return child
+    def stage_time(self, stage: str) -> StageTimer:
+        """The stage's histogram child, cached (``labels()`` costs ~10 µs per call), with a cheaper observe."""
+        timer = self._stage_children.get(stage)
+        if timer is None:
+            timer = self._stage_children[stage] = StageTimer(self.stage_seconds.labels(stage))
+        return timer
 
     def request(self, model: str, version: str, decision: str, code: int) -> None:
         key = (model, version, decision, code)

@@ -81,6 +81,13 @@ class Profile:
         self.upper = np.asarray(raw["upper"], dtype=np.float64)
         self.scale = np.where(self.max > self.min, self.max - self.min, 1.0)
         self.categories = {int(j): np.asarray(v, dtype=np.float64) for j, v in raw.get("categories", {}).items()}
+        # The observed range lies inside the enforced box (as ``build_profile`` makes it): a batch inside the
+        # observed range then has no box violation and scores 0, which one pair of comparisons tells.
+        self._nested = bool(
+            self.lower.shape == self.min.shape == self.max.shape == self.upper.shape
+            and (self.lower <= self.min).all()
+            and (self.max <= self.upper).all()
+        )
 
     @classmethod
     def from_file(cls, path: str | Path) -> Profile:
@@ -93,17 +100,24 @@ class Profile:
         """Violations of the box or categories (at most 5 reported) and the batch's OOD score."""
         flat = x.reshape(len(x), -1)
         violations: list[Violation] = []
-        if not ((flat >= self.lower).all() and (flat <= self.upper).all()):  # the common case skips this
+        if self._nested and ((flat >= self.min) & (flat <= self.max)).all():  # the common case
+            return self._category_violations(flat, violations)[:5], 0.0
+        if not ((flat >= self.lower).all() and (flat <= self.upper).all()):
             outside = (flat < self.lower) | (flat > self.upper)
             violations = [
                 Violation(int(r), int(c), float(flat[r, c]), "out_of_range") for r, c in np.argwhere(outside)[:5]
             ]
-        for j, allowed in self.categories.items():
-            bad = ~np.isin(flat[:, j], allowed)
-            if bad.any():
-                violations.extend(Violation(int(r), j, float(flat[r, j]), "category") for r in np.flatnonzero(bad)[:5])
+        self._category_violations(flat, violations)
         score = 0.0
         if len(flat) and not ((flat >= self.min).all() and (flat <= self.max).all()):
             excess = np.maximum(self.min - flat, 0) + np.maximum(flat - self.max, 0)
             score = float((excess / self.scale).mean(axis=1).max())
         return violations[:5], score
+
+    def _category_violations(self, flat: np.ndarray, violations: list[Violation]) -> list[Violation]:
+        """Add to ``violations`` (at most 5 per categorical feature) the values outside their categories."""
+        for j, allowed in self.categories.items():
+            bad = ~np.isin(flat[:, j], allowed)
+            if bad.any():
+                violations.extend(Violation(int(r), j, float(flat[r, j]), "category") for r in np.flatnonzero(bad)[:5])
+        return violations

@@ -45,6 +45,11 @@ class Connection(Protocol):
 
     def begin_exclusive(self) -> None: ...
 
+    def others_version(self) -> int | None:
+        """Inside a transaction: a number that changes whenever another connection has committed, or
+        ``None`` where the database cannot tell (the caller then re-reads what it cached)."""
+        ...
+
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
@@ -80,6 +85,10 @@ class SqliteConnection:
 
     def begin_exclusive(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
+
+    def others_version(self) -> int | None:
+        # SQLite's data_version changes when another connection (this process or another) commits.
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def commit(self) -> None:
         self._db.execute("COMMIT")
@@ -122,6 +131,9 @@ class PostgresConnection:
     def begin_exclusive(self) -> None:
         self._pg.execute("BEGIN")
         self._pg.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
+
+    def others_version(self) -> int | None:
+        return None
 
     def commit(self) -> None:
         self._pg.execute("COMMIT")

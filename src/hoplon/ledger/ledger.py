@@ -164,6 +164,7 @@ class Ledger:
         self._register_key()
         self._queue: queue.SimpleQueue[_Pending | _Control] = queue.SimpleQueue()
         self._frontier: merkle.Frontier | None = None
+        self._head: tuple[int | None, int, str, int] | None = None  # (others_version, seq, hash, checkpoint size)
         self._last_cp_size, self.last_checkpoint_ts = self._last_checkpoint_head()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="hoplon-ledger-writer", daemon=True)
@@ -282,8 +283,16 @@ class Ledger:
         conn = self._conn
         try:
             conn.begin_exclusive()
-            head = conn.query("SELECT seq, hash FROM ledger_entries ORDER BY seq DESC LIMIT 1")
-            seq, prev = (int(head[0][0]), str(head[0][1])) if head else (0, GENESIS)
+            # The chain head and last checkpoint size, re-read only when another connection has committed
+            # since this writer's last commit (two queries per commit saved; the lock is held from here on).
+            version = conn.others_version()
+            cached = self._head
+            if cached is not None and version is not None and cached[0] == version:
+                seq, prev, cp_size = cached[1], cached[2], cached[3]
+            else:
+                head = conn.query("SELECT seq, hash FROM ledger_entries ORDER BY seq DESC LIMIT 1")
+                seq, prev = (int(head[0][0]), str(head[0][1])) if head else (0, GENESIS)
+                cp_size, _ = self._last_checkpoint_head(conn)
             rows: list[tuple[Any, ...]] = []
             entries: list[Entry] = []
             for item in batch:
@@ -306,7 +315,6 @@ class Ledger:
                 prev = digest
             if rows:
                 conn.executemany(f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            cp_size, _ = self._last_checkpoint_head(conn)
             every = self.checkpoint_every
             sizes = list(range((cp_size // every + 1) * every, seq + 1, every))
             overdue = time.time() - self.last_checkpoint_ts >= self.checkpoint_interval_s
@@ -315,10 +323,12 @@ class Ledger:
             for size in sizes:
                 self._write_checkpoint(conn, size)
             conn.commit()
+            self._head = (version, seq, prev, max([cp_size, *sizes]))
         except Exception as exc:  # the writer's boundary: any database failure fails these records
             conn.rollback()
             self.write_errors += len(batch) or 1
             self._frontier = None
+            self._head = None
             log.error("ledger %s: commit of %d records failed: %s", describe_url(self.url), len(batch), exc)
             if self.on_error is not None:
                 self.on_error(exc)
