@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from hoplon.core.errors import InputError
-from hoplon.gateway.detectors.types import Alarm, IdentityLRU, PortableDetector, pack_state, unpack_state
+from hoplon.gateway.detectors.types import Alarm, IdentityLRU, PortableDetector, adopt_tables, pack_state, unpack_state
 
 __all__ = ["PRADA"]
 
@@ -87,11 +87,7 @@ class PRADA:
         return {"n_features": self.n_features, "growing_cap": self.growing_cap, "window": self.window}
 
     def adopt(self, old: PortableDetector) -> bool:
-        if not isinstance(old, PRADA) or old.layout() != self.layout():
-            return False
-        old._states.resize(self._states.max_identities)
-        self._states = old._states
-        return True
+        return adopt_tables(self, old, "_states")
 
     def dump(self, identity: str) -> bytes | None:
         state = self._states.peek(identity)

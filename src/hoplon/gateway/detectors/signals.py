@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from hoplon.core.errors import InputError
-from hoplon.gateway.detectors.types import Alarm, IdentityLRU, PortableDetector, pack_state, unpack_state
+from hoplon.gateway.detectors.types import Alarm, IdentityLRU, PortableDetector, adopt_tables, pack_state, unpack_state
 
 __all__ = ["LowMargin", "QueryVolume"]
 
@@ -40,11 +40,7 @@ class QueryVolume:
         return {}
 
     def adopt(self, old: PortableDetector) -> bool:
-        if not isinstance(old, QueryVolume):
-            return False
-        old._counts.resize(self._counts.max_identities)
-        self._counts = old._counts
-        return True
+        return adopt_tables(self, old, "_counts")
 
     def dump(self, identity: str) -> bytes | None:
         count = self._counts.peek(identity)
@@ -102,12 +98,7 @@ class LowMargin:
         return {"window": self.window}
 
     def adopt(self, old: PortableDetector) -> bool:
-        if not isinstance(old, LowMargin) or old.layout() != self.layout():
-            return False
-        old._states.resize(self._states.max_identities)
-        old._counts.resize(self._states.max_identities)
-        self._states, self._counts = old._states, old._counts
-        return True
+        return adopt_tables(self, old, "_states", "_counts")
 
     def dump(self, identity: str) -> bytes | None:
         window, count = self._states.peek(identity), self._counts.peek(identity)

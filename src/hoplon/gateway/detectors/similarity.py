@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from hoplon.core.errors import InputError
-from hoplon.gateway.detectors.types import Alarm, IdentityLRU, PortableDetector, identity_hash, pack_state, unpack_state
+from hoplon.gateway.detectors.types import (
+    Alarm,
+    IdentityLRU,
+    PortableDetector,
+    adopt_tables,
+    identity_hash,
+    pack_state,
+    unpack_state,
+)
 
 __all__ = ["SharedFingerprints", "StatefulSimilarity", "quantise"]
 
@@ -96,11 +104,7 @@ class StatefulSimilarity:
         return {"n_features": self.n_features, "buffer": self.buffer, "low": self.low, "high": self.high}
 
     def adopt(self, old: PortableDetector) -> bool:
-        if not isinstance(old, StatefulSimilarity) or old.layout() != self.layout():
-            return False
-        old._states.resize(self._states.max_identities)
-        self._states = old._states
-        return True
+        return adopt_tables(self, old, "_states")
 
     def dump(self, identity: str) -> bytes | None:
         state = self._states.peek(identity)
@@ -226,13 +230,10 @@ class SharedFingerprints:
         }
 
     def adopt(self, old: PortableDetector) -> bool:
-        if not isinstance(old, SharedFingerprints) or old.layout() != self.layout():
+        if not adopt_tables(self, old, "_matches", "_counts"):
             return False
-        for name in ("codes", "owners", "digests", "n", "slot", "outbox"):
+        for name in ("codes", "owners", "digests", "n", "slot", "outbox"):  # the table shared by all identities
             setattr(self, name, getattr(old, name))
-        old._matches.resize(self._matches.max_identities)
-        old._counts.resize(self._matches.max_identities)
-        self._matches, self._counts = old._matches, old._counts
         return True
 
     def dump(self, identity: str) -> bytes | None:

@@ -19,6 +19,7 @@ __all__ = [
     "Detector",
     "IdentityLRU",
     "PortableDetector",
+    "adopt_tables",
     "identity_hash",
     "pack_state",
     "unpack_state",
@@ -86,6 +87,18 @@ class PortableDetector(Detector, Protocol):
     def forget(self, identity: str) -> None:
         """Drop ``identity``'s local copy (shared storage: the state lives elsewhere between requests)."""
         ...
+
+
+def adopt_tables(new: PortableDetector, old: PortableDetector, *tables: str) -> bool:
+    """Move ``old``'s per-identity tables (the :class:`IdentityLRU` attributes named ``tables``) into ``new``,
+    resized to ``new``'s capacity, when both are the same detector with the same state layout."""
+    if type(old) is not type(new) or old.layout() != new.layout():
+        return False
+    for name in tables:
+        table = getattr(old, name)
+        table.resize(getattr(new, name).max_identities)
+        setattr(new, name, table)
+    return True
 
 
 class IdentityLRU(Generic[S]):
