@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from hoplon.core.errors import HoplonError, InputError
 from hoplon.gateway.auth import AuthFailure, Identity, has_scope
 from hoplon.gateway.keys import KeyStore
+from hoplon.gateway.protocol import BadRequest, read_body
 
 if TYPE_CHECKING:
     from hoplon.gateway.firewall import Firewall, Receive, Scope, Send
@@ -292,18 +293,10 @@ class AdminApi:
 
 
 async def _read_bounded(receive: Receive) -> bytes:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _AdminError(499, "client_disconnected", "The client went away.")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_ADMIN_BODY:
-            raise _AdminError(413, "body_too_large", f"An admin request body is at most {MAX_ADMIN_BODY} bytes.")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        return await read_body(receive, MAX_ADMIN_BODY)
+    except BadRequest as exc:
+        raise _AdminError(exc.status, exc.reason, str(exc)) from None
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

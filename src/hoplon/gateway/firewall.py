@@ -42,6 +42,7 @@ from hoplon.gateway.protocol import (
     harden_response,
     load_json,
     parse_inputs,
+    read_body,
 )
 from hoplon.gateway.ratelimit import AuthGuard, Limited, RateLimiter, make_storage
 from hoplon.gateway.sources import source_resolver
@@ -417,20 +418,12 @@ class Firewall:
         if enforce and declared is not None and declared.isdigit() and int(declared) > adm.max_body_bytes:
             ctx.stages["admission"] = "deny:body_too_large"
             raise _Deny(413, "body_too_large", f"The body is larger than {adm.max_body_bytes} bytes.")
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Deny(499, "client_disconnected", "The client went away.")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if enforce and size > adm.max_body_bytes:
+        try:
+            body = await read_body(receive, adm.max_body_bytes if enforce else None)
+        except BadRequest as exc:
+            if exc.reason == "body_too_large":
                 ctx.stages["admission"] = "deny:body_too_large"
-                raise _Deny(413, "body_too_large", f"The body is larger than {adm.max_body_bytes} bytes.")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+            raise _Deny(exc.status, exc.reason, str(exc)) from None
         if ctx.is_infer and ctx.method == "POST" and adm.mode != "off":
             try:
                 ctx.parsed = parse_inputs(body, max_elements=adm.max_elements)

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import math
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
@@ -37,6 +38,28 @@ class BadRequest(Exception):
         super().__init__(message)
         self.status = status
         self.reason = reason
+
+
+async def read_body(receive: Callable[[], Awaitable[Mapping[str, Any]]], limit: int | None) -> bytes:
+    """An ASGI request body, at most ``limit`` bytes (``None``: no bound).
+
+    Raises :class:`BadRequest` 413 ``body_too_large`` past the limit (nothing more is read) and 499
+    ``client_disconnected`` when the client goes away. The firewall's admission, the admin API and the model
+    apps all read bodies through here.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest(499, "client_disconnected", "The client went away.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise BadRequest(413, "body_too_large", f"The body is larger than {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _reject_constant(name: str) -> float:

@@ -23,8 +23,8 @@ import numpy as np
 
 from hoplon.core.errors import InputError
 from hoplon.gateway.config import GatewayConfig, ModelConfig, UpstreamTlsConfig, load_config
-from hoplon.gateway.firewall import ASGIApp, Firewall, Message, Receive, Scope, Send
-from hoplon.gateway.protocol import BadRequest, ParsedInput, parse_inputs
+from hoplon.gateway.firewall import ASGIApp, Firewall, Receive, Scope, Send
+from hoplon.gateway.protocol import BadRequest, ParsedInput, parse_inputs, read_body
 
 if TYPE_CHECKING:
     from hoplon.gateway.routing import RegistryRouter
@@ -64,13 +64,13 @@ async def _respond(send: Send, status: int, doc: Any, headers: list[tuple[bytes,
     await send({"type": "http.response.body", "body": body})
 
 
+# The model apps sit behind the firewall, whose admission applies the configured body limit; this bound keeps
+# an app used on its own (``inprocess_app``/``proxy_app`` without ``Firewall``) from reading without end.
+MAX_APP_BODY = 64 << 20
+
+
 async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message: Message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    return await read_body(receive, MAX_APP_BODY)
 
 
 def inprocess_app(targets: Mapping[str, Any], *, versions: Mapping[str, str] | None = None) -> ASGIApp:
@@ -124,7 +124,11 @@ def registry_app(router: RegistryRouter) -> ASGIApp:
                 message = f"Model {name!r} is switched off."
                 await _respond(send, 503, {"error": {"code": "model_killed", "message": message}})
                 return
-            await _read_body(receive)
+            try:
+                await _read_body(receive)
+            except BadRequest as exc:
+                await _respond(send, exc.status, {"error": {"code": exc.reason, "message": str(exc)}})
+                return
             doc = {"model_name": name, "model_version": "fallback", "kill_switch": "fallback"}
             await _respond(send, 200, {**doc, "answer": route.kill.answer})
             return
@@ -252,7 +256,11 @@ def proxy_app(
             await pool.close()
             await send({"type": "lifespan.shutdown.complete"})
             return
-        body = await _read_body(receive)
+        try:
+            body = await _read_body(receive)
+        except BadRequest as exc:
+            await _respond(send, exc.status, {"error": {"code": exc.reason, "message": str(exc)}})
+            return
         headers = [(k.lower(), v) for k, v in scope.get("headers", []) if k.lower() not in _HOP_BY_HOP]
         target: str = paths.get(scope["path"]) or scope["path"]
         query = scope.get("query_string", b"").decode("latin-1")
