@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import itertools
 import json
@@ -32,7 +33,7 @@ from hoplon.gateway.audit_keys import hmac_key_id
 from hoplon.gateway.auth import Authenticator, AuthFailure, Identity, has_scope
 from hoplon.gateway.config import GatewayConfig, load_config, state_secret
 from hoplon.gateway.keys import KeyStore
-from hoplon.gateway.metrics import GatewayMetrics
+from hoplon.gateway.metrics import GatewayMetrics, StageTimer
 from hoplon.gateway.profile import Profile
 from hoplon.gateway.protocol import (
     BadRequest,
@@ -105,6 +106,7 @@ class _Ctx:
     degraded: bool = False
     _digests: list[bytes] | None = None
     served: dict[str, str] = field(default_factory=dict)  # filled by the model app (registry: the served digest)
+    timings: list[tuple[StageTimer, float]] = field(default_factory=list)  # observed together at the end
 
     def digests(self) -> list[bytes]:
         """Per-sample digests of the parsed input, computed once (noise seeds and the audit HMAC use them)."""
@@ -135,10 +137,19 @@ class _Runtime:
         self.noise_key = out.noise_key or state_secret(config.state_dir, "noise.key")
         self.hmac_key = config.audit.hmac_key or state_secret(config.state_dir, "audit-hmac.key")
         self.hmac_key_id = hmac_key_id(self.hmac_key)
+        # The keyed HMAC state is made once per config and copied per request: hmac.digest sets the key up
+        # again on every call and releases the GIL (to the ledger writer) even for 32 bytes.
+        self._hmac = hmac.new(self.hmac_key, digestmod=hashlib.sha256)
         self.source_of = source_resolver(config.trusted_proxies)
         self.hardening = Hardening(
             out.label_only, out.top_k, out.round_digits, out.noise_scale, self.noise_key, out.strip_fields
         )
+
+    def input_hmac(self, message: bytes) -> str:
+        """HMAC-SHA256 of ``message`` under the audit key, as hex (the value ``hmac.digest`` gives)."""
+        mac = self._hmac.copy()
+        mac.update(message)
+        return mac.hexdigest()
 
     def model_of(self, path: str) -> tuple[str | None, bool]:
         match = _V2_INFER.match(path)
@@ -319,19 +330,22 @@ class Firewall:
         rid = f"{self._rid_prefix}{next(self._rid_counter):010x}"
         ctx = _Ctx(rid, rt.source_of(scope), scope["method"], path, model, is_infer)
         try:
-            async with asyncio.timeout(rt.config.admission.request_timeout_s):
-                status, headers, body = await self._chain(rt, ctx, scope, receive)
-        except TimeoutError:
-            ctx.denial = _Deny(504, "request_timeout", "The request took too long.")
-            status, headers, body = self._deny_response(ctx, ctx.denial)
-        except _Deny as denial:
-            ctx.denial = denial
-            status, headers, body = self._deny_response(ctx, denial)
-        if rt.config.audit.mode != "off" and self.ledger is not None:
-            failed = await self._audit(rt, ctx, status)
-            if failed and rt.config.audit.on_error == "fail_closed" and rt.config.audit.mode == "enforce":
-                ctx.denial = _Deny(503, "audit_unavailable", "The audit log cannot be written; refusing to serve.")
+            try:
+                async with asyncio.timeout(rt.config.admission.request_timeout_s):
+                    status, headers, body = await self._chain(rt, ctx, scope, receive)
+            except TimeoutError:
+                ctx.denial = _Deny(504, "request_timeout", "The request took too long.")
                 status, headers, body = self._deny_response(ctx, ctx.denial)
+            except _Deny as denial:
+                ctx.denial = denial
+                status, headers, body = self._deny_response(ctx, denial)
+            if rt.config.audit.mode != "off" and self.ledger is not None:
+                failed = await self._audit(rt, ctx, status)
+                if failed and rt.config.audit.on_error == "fail_closed" and rt.config.audit.mode == "enforce":
+                    ctx.denial = _Deny(503, "audit_unavailable", "The audit log cannot be written; refusing to serve.")
+                    status, headers, body = self._deny_response(ctx, ctx.denial)
+        finally:  # the stage times go in together, whichever way the request ended
+            self.metrics.record_stages(ctx.timings)
         headers.append((b"x-request-id", ctx.request_id.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -360,7 +374,7 @@ class Firewall:
         t = time.perf_counter()
         ctx.body = await self._admit(rt, ctx, headers, receive)
         ctx.stages.setdefault("admission", "pass" if rt.config.admission.mode != "off" else "off")
-        self.metrics.stage_time("admission").observe(time.perf_counter() - t)
+        ctx.timings.append((self.metrics.stage_time("admission"), time.perf_counter() - t))
         self._run_stage(rt, ctx, "authentication", self._authenticate, rt, ctx, headers)
         self._run_stage(rt, ctx, "authorisation", self._authorise, ctx)
         quarantined = self.admin.quarantine.refusal(ctx.identity.subject)
@@ -375,7 +389,7 @@ class Firewall:
             if self.detect is not None:
                 self._run_stage(rt, ctx, "detect", self._detect, self.detect, ctx)
         scope["hoplon.identity"], scope["hoplon.served"] = ctx.identity.subject, ctx.served
-        status, out_headers, body = await self._call_model(cfg, scope, receive, ctx.body, ctx.parsed)
+        status, out_headers, body = await self._call_model(cfg, scope, receive, ctx.body, ctx.parsed, ctx.timings)
         if ctx.is_infer and status == 200:
             if self.detect is not None and ctx.parsed is not None and cfg.detect.mode != "off":
                 self._observe(rt, self.detect, ctx.identity.subject, ctx.parsed, body)
@@ -408,7 +422,7 @@ class Firewall:
             ctx.stages[name] = "error:closed"
             raise _Deny(503, f"{name}_unavailable", f"The {name} stage is unavailable.") from None
         finally:
-            self.metrics.stage_time(name).observe(time.perf_counter() - t)
+            ctx.timings.append((self.metrics.stage_time(name), time.perf_counter() - t))
         ctx.stages.setdefault(name, "pass")
 
     async def _admit(self, rt: _Runtime, ctx: _Ctx, headers: dict[bytes, bytes], receive: Receive) -> bytes:
@@ -514,7 +528,13 @@ class Firewall:
             raise _Deny(422, "ood", f"The input is too far from the model's input space (score {score:.3f}).")
 
     async def _call_model(
-        self, cfg: GatewayConfig, scope: Scope, receive: Receive, body: bytes, parsed: ParsedInput | None
+        self,
+        cfg: GatewayConfig,
+        scope: Scope,
+        receive: Receive,
+        body: bytes,
+        parsed: ParsedInput | None,
+        timings: list[tuple[StageTimer, float]],
     ) -> tuple[int, Headers, bytes]:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(cfg.model_max_concurrency)
@@ -539,7 +559,7 @@ class Firewall:
             raise _Deny(502, "model_error", "The model failed.") from None
         finally:
             self._semaphore.release()
-            self.metrics.stage_time("model").observe(time.perf_counter() - t)
+            timings.append((self.metrics.stage_time("model"), time.perf_counter() - t))
 
     async def _capture(
         self, scope: Scope, receive: Receive, body: bytes, parsed: ParsedInput | None
@@ -592,7 +612,7 @@ class Firewall:
             ctx.stages["output"] = "error:closed"
             raise _Deny(502, "output_unparsable", "The model's answer could not be hardened.") from None
         finally:
-            self.metrics.stage_time("output").observe(time.perf_counter() - t)
+            ctx.timings.append((self.metrics.stage_time("output"), time.perf_counter() - t))
 
     async def _audit(self, rt: _Runtime, ctx: _Ctx, status: int) -> bool:
         """Submit the decision record; return True when it could not be written."""
@@ -600,9 +620,8 @@ class Firewall:
         if ledger is None:
             return False
         t = time.perf_counter()
-        # hmac.digest: the one-shot C path (no HMAC object per request), the same value as hmac.new(...).
         message = b"".join(ctx.digests()) if ctx.parsed is not None else ctx.body
-        digest = hmac.digest(rt.hmac_key, message, "sha256").hex()
+        digest = rt.input_hmac(message)
         record = {
             "request_id": ctx.request_id,
             "source": ctx.source,
@@ -637,7 +656,7 @@ class Firewall:
             ctx.stages["audit"] = "error"
             return True
         finally:
-            self.metrics.stage_time("audit").observe(time.perf_counter() - t)
+            ctx.timings.append((self.metrics.stage_time("audit"), time.perf_counter() - t))
         return False
 
     def _deny_response(self, ctx: _Ctx, denial: _Deny) -> tuple[int, Headers, bytes]:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.values import MutexValue
 
 __all__ = ["MULTIPROC_ENV", "GatewayMetrics", "StageTimer", "multiprocess_mode"]
 
@@ -55,27 +56,45 @@ class StageTimer:
     ``Histogram.observe`` checks observability and walks the buckets in Python on every call (about 9 calls
     per request here); this finds the bucket by bisection and adds to the child's own value cells (the same
     cells, in-process or in the multiprocess folder, so the exported samples are identical). A client
-    library without those cells falls back to ``observe``.
+    library without those cells falls back to ``observe``. In-process cells (``MutexValue``) are written
+    directly under ``lock``, one lock shared by all stages, so a request's stage times go in with one
+    acquisition (:meth:`GatewayMetrics.record_stages`); the exporter reads each cell under its own lock, which
+    sees the value before or after a write, never half of one.
     """
 
-    __slots__ = ("_bounds", "_buckets", "_child", "_sum")
+    __slots__ = ("_bounds", "_buckets", "_child", "_direct", "_last", "_lock", "_sum")
 
-    def __init__(self, child: Histogram) -> None:
+    def __init__(self, child: Histogram, lock: threading.Lock) -> None:
         self._child = child
+        self._lock = lock
         cells: Any = child
         self._bounds: list[float] | None = None
+        self._direct = False
         if all(hasattr(cells, name) for name in ("_upper_bounds", "_buckets", "_sum")):
             bounds = [float(b) for b in cells._upper_bounds]
             if len(bounds) == len(cells._buckets) and bounds and bounds[-1] == float("inf"):
                 self._bounds, self._buckets, self._sum = bounds, list(cells._buckets), cells._sum
+                self._last = len(bounds) - 1
+                self._direct = all(type(c) is MutexValue for c in (self._sum, *self._buckets))
 
     def observe(self, seconds: float) -> None:
         if self._bounds is None:
             self._child.observe(seconds)
             return
-        self._sum.inc(seconds)
         # The first bucket whose upper bound is >= seconds, as Histogram.observe picks it (the last is +Inf).
-        self._buckets[min(bisect.bisect_left(self._bounds, seconds), len(self._bounds) - 1)].inc(1)
+        bucket = self._buckets[min(bisect.bisect_left(self._bounds, seconds), self._last)]
+        if self._direct:
+            with self._lock:
+                self._sum._value += seconds
+                bucket._value += 1.0
+            return
+        self._sum.inc(seconds)
+        bucket.inc(1)
+
+    def _add(self, seconds: float) -> None:
+        """Add one observation to in-process cells; the caller holds the shared lock."""
+        self._sum._value += seconds
+        self._buckets[min(bisect.bisect_left(self._bounds, seconds), self._last)]._value += 1.0  # type: ignore[arg-type]
 
 
 _BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -129,14 +148,25 @@ class GatewayMetrics:
         )
 
         self._stage_children: dict[str, StageTimer] = {}
+        self._stage_lock = threading.Lock()
         self._request_children: dict[tuple[str, str, str, int], Counter] = {}
 
     def stage_time(self, stage: str) -> StageTimer:
         """The stage's histogram child, cached (``labels()`` costs ~10 µs per call), with a cheaper observe."""
         timer = self._stage_children.get(stage)
         if timer is None:
-            timer = self._stage_children[stage] = StageTimer(self.stage_seconds.labels(stage))
+            timer = self._stage_children[stage] = StageTimer(self.stage_seconds.labels(stage), self._stage_lock)
         return timer
+
+    def record_stages(self, timings: list[tuple[StageTimer, float]]) -> None:
+        """Observe one request's ``(stage timer, seconds)`` pairs, taking the shared lock once where possible."""
+        if all(timer._direct for timer, _ in timings):
+            with self._stage_lock:
+                for timer, seconds in timings:
+                    timer._add(seconds)
+            return
+        for timer, seconds in timings:
+            timer.observe(seconds)
 
     def request(self, model: str, version: str, decision: str, code: int) -> None:
         key = (model, version, decision, code)

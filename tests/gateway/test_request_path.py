@@ -1,9 +1,10 @@
-"""Request bodies are read through one bounded reader: the firewall's admission, the admin API and the apps."""
+"""The request path's shared pieces: one bounded body reader (firewall, admin API, apps) and the audit HMAC."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,3 +48,22 @@ def test_a_proxy_app_used_without_the_firewall_still_bounds_the_body(monkeypatch
     scope = {"type": "http", "method": "POST", "path": "/predict", "headers": [], "query_string": b""}
     asyncio.run(call())
     assert sent[0]["status"] == 413 and b"body_too_large" in sent[1]["body"]
+
+
+def test_the_audit_hmac_is_standard_hmac_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The firewall copies one keyed HMAC state per request; the value is plain HMAC-SHA256 of the input."""
+    import hmac
+
+    from hoplon.gateway.config import parse_config
+    from hoplon.gateway.firewall import _Runtime
+
+    configs = [parse_config({"version": 1}, state_dir=tmp_path)]  # the key generated in the state folder
+    for length in (5, 64, 100):  # shorter than, equal to and longer than SHA-256's block
+        monkeypatch.setenv(f"HOPLON_TEST_HMAC_{length}", "k" * length)
+        raw = {"version": 1, "stages": {"audit": {"hmac_key": f"env:HOPLON_TEST_HMAC_{length}"}}}
+        configs.append(parse_config(raw, state_dir=tmp_path))
+    for config in configs:
+        runtime = _Runtime(config, {}, {})
+        for message in (b"", b"m" * 32, b"z" * 3000):
+            assert runtime.input_hmac(message) == hmac.digest(runtime.hmac_key, message, "sha256").hex()
+    assert len({_Runtime(c, {}, {}).hmac_key for c in configs}) == 4
