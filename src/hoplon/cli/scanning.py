@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from hoplon.core.errors import EXIT_ERROR, EXIT_OK, EXIT_POLICY, HoplonError
+from hoplon.core.errors import EXIT_ERROR, EXIT_OK, EXIT_POLICY, HoplonError, InputError
 
 if TYPE_CHECKING:
     from hoplon.scan.types import FileRecord
@@ -87,8 +87,6 @@ def run(argv: Sequence[str], *, stdout: IO[str] | None = None, stderr: IO[str] |
     args = build_parser().parse_args(list(argv))
     threshold = Severity.parse(args.policy)
     if not args.timeout > 0:
-        from hoplon.core.errors import InputError
-
         raise InputError(f"--timeout must be a positive number of seconds. Got {args.timeout}.")
     records = scan_paths(args.paths, limits=ScanLimits(timeout_s=args.timeout), hash_files=args.hash_files)
     renderers = {"json": to_json, "sarif": to_sarif, "text": to_text}

@@ -65,6 +65,23 @@ class _Bomb(Exception):
     pass
 
 
+def _account(ctx: Context, n: int, *, packed: int, unpacked: int | None = None) -> None:
+    """Count ``n`` freshly unpacked bytes against the limits; raise :class:`_Bomb` past one.
+
+    The ratio compares ``unpacked`` (default: everything unpacked from this file so far) with ``packed``
+    once more than 1 MiB has come out.
+    """
+    ctx.unpacked_bytes += n
+    limits = ctx.limits
+    if ctx.unpacked_bytes > limits.max_unpacked_bytes:
+        raise _Bomb(f"more than {limits.max_unpacked_bytes} bytes unpacked")
+    out = ctx.unpacked_bytes if unpacked is None else unpacked
+    if out > (1 << 20) and out > limits.max_ratio * max(packed, 1):
+        raise _Bomb(f"decompression ratio above {limits.max_ratio:g}")
+    if ctx.out_of_time():
+        raise _Bomb("time limit reached while unpacking")
+
+
 def _decompressor(method: int, head: bytes) -> tuple[Callable[[bytes], bytes], int] | None:
     """A chunk decompressor for a ZIP method, and how many leading bytes it consumes itself."""
     if method == 0:
@@ -110,13 +127,7 @@ def _unpack(ctx: Context, stream: BinaryIO, start: int, csize: int, method: int,
         remaining -= len(block)
         data = decompress(block)
         written += len(data)
-        ctx.unpacked_bytes += len(data)
-        if ctx.unpacked_bytes > ctx.limits.max_unpacked_bytes:
-            raise _Bomb(f"more than {ctx.limits.max_unpacked_bytes} bytes unpacked")
-        if written > (1 << 20) and written > ctx.limits.max_ratio * max(csize, 1):
-            raise _Bomb(f"decompression ratio above {ctx.limits.max_ratio:g}")
-        if ctx.out_of_time():
-            raise _Bomb("time limit reached while unpacking")
+        _account(ctx, len(data), packed=csize, unpacked=written)
         crc = zlib.crc32(data, crc)
         out.write(data)
     return written, crc
@@ -593,13 +604,7 @@ def _unwrap(ctx: Context, stream: BinaryIO, size: int, kind: str, out: IO[bytes]
             break
         data = d.decompress(block)  # type: ignore[attr-defined]
         written += len(data)
-        ctx.unpacked_bytes += len(data)
-        if ctx.unpacked_bytes > ctx.limits.max_unpacked_bytes:
-            raise _Bomb(f"more than {ctx.limits.max_unpacked_bytes} bytes unpacked")
-        if written > (1 << 20) and written > ctx.limits.max_ratio * max(size, 1):
-            raise _Bomb(f"decompression ratio above {ctx.limits.max_ratio:g}")
-        if ctx.out_of_time():
-            raise _Bomb("time limit reached while unpacking")
+        _account(ctx, len(data), packed=size, unpacked=written)
         out.write(data)
         if getattr(d, "eof", False):
             break
@@ -617,14 +622,7 @@ class _CappedWriter:
 
     def write(self, data: bytes | bytearray) -> int:
         self.written += len(data)
-        self.ctx.unpacked_bytes += len(data)
-        limits = self.ctx.limits
-        if self.ctx.unpacked_bytes > limits.max_unpacked_bytes:
-            raise _Bomb(f"more than {limits.max_unpacked_bytes} bytes unpacked")
-        if self.ctx.unpacked_bytes > (1 << 20) and self.ctx.unpacked_bytes > limits.max_ratio * max(self.packed, 1):
-            raise _Bomb(f"decompression ratio above {limits.max_ratio:g}")
-        if self.ctx.out_of_time():
-            raise _Bomb("time limit reached while unpacking")
+        _account(self.ctx, len(data), packed=self.packed)
         return self.out.write(data)
 
     def read(self, size: int | None = None) -> bytes:
@@ -760,7 +758,6 @@ def _unpack_7z_folder(
     found: list[Finding],
 ) -> None:
     """Unpack one folder's members in order, each into a spool, counted against the limits, then scan it."""
-    limits = ctx.limits
     folder_crc = 0
     check_folder = folder.crc is not None and folder.n_substreams != 1
     for member in members:
@@ -774,13 +771,7 @@ def _unpack_7z_folder(
 
                     raise SevenZipError("the folder ends before its entries do")
                 left -= len(data)
-                ctx.unpacked_bytes += len(data)
-                if ctx.unpacked_bytes > limits.max_unpacked_bytes:
-                    raise _Bomb(f"more than {limits.max_unpacked_bytes} bytes unpacked")
-                if ctx.unpacked_bytes > (1 << 20) and ctx.unpacked_bytes > limits.max_ratio * max(size, 1):
-                    raise _Bomb(f"decompression ratio above {limits.max_ratio:g}")
-                if ctx.out_of_time():
-                    raise _Bomb("time limit reached while unpacking")
+                _account(ctx, len(data), packed=size)
                 crc = zlib.crc32(data, crc)
                 if check_folder:
                     folder_crc = zlib.crc32(data, folder_crc)
