@@ -1,7 +1,7 @@
 """hoplon's foundation types: findings, severities, reports, errors, the vendored taxonomy, and RFC 9162
 Merkle hashing (``hoplon.core.merkle``, shared by the ledger and dataset fingerprints)."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hoplon.core.errors import (
     EXIT_ERROR,
@@ -17,6 +17,7 @@ from hoplon.core.errors import (
     UnsupportedFormatError,
 )
 from hoplon.core.finding import Finding, MetricValue, Severity
+from hoplon.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from hoplon.core.report import REPORT_SCHEMA, Asset, Report, json_safe, report_schema
@@ -36,15 +37,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hoplon.core' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [

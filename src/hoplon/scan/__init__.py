@@ -7,8 +7,9 @@ by the functions that need them (``safe_load``, signing, BOMs).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from hoplon.core.lazy import lazy_getattr
 from hoplon.scan.bypasses import BYPASSES, Bypass
 from hoplon.scan.scanner import fails_policy, iter_files, scan_file, scan_paths, to_report
 from hoplon.scan.types import FileRecord, ScanLimits, Verdict, verdict_of
@@ -50,10 +51,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hoplon.scan' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
