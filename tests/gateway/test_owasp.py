@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from hoplon.data import Dataset
 from hoplon.gateway import Firewall, KeyStore, build_gateway
+from hoplon.gateway.keys import RECHECK_S
 from hoplon.ledger import verify_url
 
 from .conftest import JwtIssuer
@@ -120,8 +122,13 @@ def test_revoked_key(gateway: Firewall, alice: str, digits_test: Dataset) -> Non
     key_id = alice.split("_")[1]
     assert infer(gateway, v2(digits_test.x[:1].numpy()), {"x-api-key": alice}).status == 200
     store.revoke(key_id)
+    # A running gateway looks at the keys file at most every RECHECK_S for a key it knows.
+    time.sleep(RECHECK_S)
     reply = infer(gateway, v2(digits_test.x[:1].numpy()), {"x-api-key": alice})
     assert reply.status == 401 and audit_of(gateway, reply)["reason"] == "key_revoked"
+    # a new key (an id the gateway has not seen) is looked up afresh: it works at once
+    fresh, _ = store.create("alice")
+    assert infer(gateway, v2(digits_test.x[:1].numpy()), {"x-api-key": fresh}).status == 200
 
 
 @pytest.mark.parametrize(

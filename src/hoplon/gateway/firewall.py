@@ -32,6 +32,7 @@ from hoplon.gateway.admin import AdminApi
 from hoplon.gateway.audit_keys import hmac_key_id
 from hoplon.gateway.auth import Authenticator, AuthFailure, Identity, has_scope
 from hoplon.gateway.config import GatewayConfig, load_config, state_secret
+from hoplon.gateway.deadlines import Deadline, Deadlines
 from hoplon.gateway.keys import KeyStore
 from hoplon.gateway.metrics import GatewayMetrics, StageTimer
 from hoplon.gateway.profile import Profile
@@ -202,6 +203,7 @@ class Firewall:
             opened = self.ledger
             self.metrics.track_checkpoint_age(lambda: time.time() - opened.last_checkpoint_ts)
         self._semaphore: asyncio.Semaphore | None = None
+        self._deadlines = Deadlines()
         # Request ids: a random per-process prefix and a counter (os.urandom per request costs more).
         self._rid_prefix = secrets.token_hex(11)
         self._rid_counter = itertools.count()
@@ -228,6 +230,7 @@ class Firewall:
 
         return Ledger.open(
             audit.ledger,
+            writer=audit.writer,
             signing_key=audit.signing_key,
             durable=audit.durable,
             checkpoint_every=audit.checkpoint_every,
@@ -330,15 +333,19 @@ class Firewall:
         rid = f"{self._rid_prefix}{next(self._rid_counter):010x}"
         ctx = _Ctx(rid, rt.source_of(scope), scope["method"], path, model, is_infer)
         try:
+            deadline = self._deadlines.enter(rt.config.admission.request_timeout_s, "request")
             try:
-                async with asyncio.timeout(rt.config.admission.request_timeout_s):
-                    status, headers, body = await self._chain(rt, ctx, scope, receive)
-            except TimeoutError:
+                status, headers, body = await self._chain(rt, ctx, scope, receive, deadline)
+            except asyncio.CancelledError:
+                if not deadline.timed_out():
+                    raise
                 ctx.denial = _Deny(504, "request_timeout", "The request took too long.")
                 status, headers, body = self._deny_response(ctx, ctx.denial)
             except _Deny as denial:
                 ctx.denial = denial
                 status, headers, body = self._deny_response(ctx, denial)
+            finally:
+                self._deadlines.leave(deadline)
             if rt.config.audit.mode != "off" and self.ledger is not None:
                 failed = await self._audit(rt, ctx, status)
                 if failed and rt.config.audit.on_error == "fail_closed" and rt.config.audit.mode == "enforce":
@@ -368,7 +375,9 @@ class Firewall:
             await asyncio.to_thread(self.close)
             await send({"type": "lifespan.shutdown.complete"})
 
-    async def _chain(self, rt: _Runtime, ctx: _Ctx, scope: Scope, receive: Receive) -> tuple[int, Headers, bytes]:
+    async def _chain(
+        self, rt: _Runtime, ctx: _Ctx, scope: Scope, receive: Receive, deadline: Deadline
+    ) -> tuple[int, Headers, bytes]:
         cfg = rt.config
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         t = time.perf_counter()
@@ -389,7 +398,7 @@ class Firewall:
             if self.detect is not None:
                 self._run_stage(rt, ctx, "detect", self._detect, self.detect, ctx)
         scope["hoplon.identity"], scope["hoplon.served"] = ctx.identity.subject, ctx.served
-        status, out_headers, body = await self._call_model(cfg, scope, receive, ctx.body, ctx.parsed, ctx.timings)
+        status, out_headers, body = await self._call_model(cfg, scope, receive, ctx, deadline)
         if ctx.is_infer and status == 200:
             if self.detect is not None and ctx.parsed is not None and cfg.detect.mode != "off":
                 self._observe(rt, self.detect, ctx.identity.subject, ctx.parsed, body)
@@ -528,13 +537,7 @@ class Firewall:
             raise _Deny(422, "ood", f"The input is too far from the model's input space (score {score:.3f}).")
 
     async def _call_model(
-        self,
-        cfg: GatewayConfig,
-        scope: Scope,
-        receive: Receive,
-        body: bytes,
-        parsed: ParsedInput | None,
-        timings: list[tuple[StageTimer, float]],
+        self, cfg: GatewayConfig, scope: Scope, receive: Receive, ctx: _Ctx, deadline: Deadline
     ) -> tuple[int, Headers, bytes]:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(cfg.model_max_concurrency)
@@ -547,10 +550,17 @@ class Firewall:
                 await self._semaphore.acquire()
         except TimeoutError:
             raise _Deny(503, "busy", "The model is at its concurrency cap.") from None
+        # The model call's own limit, inside the request's: the earlier of the two applies meanwhile.
+        request_when, model_when = deadline.when, time.monotonic() + cfg.model_timeout_s
+        if model_when < request_when:
+            deadline.when, deadline.reason = model_when, "model"
         try:
-            async with asyncio.timeout(cfg.model_timeout_s):
-                return await self._capture(scope, receive, body, parsed)
-        except TimeoutError:
+            return await self._capture(scope, receive, ctx.body, ctx.parsed)
+        except asyncio.CancelledError:
+            if deadline.expired != "model" or not deadline.timed_out():
+                raise
+            raise _Deny(504, "model_timeout", f"The model did not answer within {cfg.model_timeout_s} s.") from None
+        except TimeoutError:  # the model's own client gave up
             raise _Deny(504, "model_timeout", f"The model did not answer within {cfg.model_timeout_s} s.") from None
         except _Deny:
             raise
@@ -558,8 +568,9 @@ class Firewall:
             log.error("model call failed: %s: %s", type(exc).__name__, exc)
             raise _Deny(502, "model_error", "The model failed.") from None
         finally:
+            deadline.when, deadline.reason = request_when, "request"
             self._semaphore.release()
-            timings.append((self.metrics.stage_time("model"), time.perf_counter() - t))
+            ctx.timings.append((self.metrics.stage_time("model"), time.perf_counter() - t))
 
     async def _capture(
         self, scope: Scope, receive: Receive, body: bytes, parsed: ParsedInput | None

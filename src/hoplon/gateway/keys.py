@@ -21,9 +21,11 @@ from pathlib import Path
 
 from hoplon.core.errors import InputError
 
-__all__ = ["MAX_LIVE_KEYS", "ApiKey", "KeyStore"]
+__all__ = ["MAX_LIVE_KEYS", "RECHECK_S", "ApiKey", "KeyStore"]
 
 MAX_LIVE_KEYS = 2
+# How stale the request path's view of the keys file may be for a known key id (a revocation's delay).
+RECHECK_S = 0.2
 _KEY_RE = re.compile(r"^hpl_([0-9a-f]{12})_([0-9a-f]{64})$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
@@ -121,8 +123,11 @@ class KeyStore:
         match = _KEY_RE.match(token)
         if match is None:
             return None, "malformed"
-        # One stat() per request: a revocation applies to the very next request.
-        record = self._load().get(match.group(1))
+        # The file is looked at (one stat()) at most every RECHECK_S for known ids: a revocation applies
+        # within that. An id not in the cached set is looked up afresh, so a new key works at once. A stat()
+        # per request cost ~30 µs of CPU on the request path (the system call, and the GIL it hands over).
+        key_id = match.group(1)
+        record = self._load(max_age_s=RECHECK_S).get(key_id) or self._load().get(key_id)
         # Compare even for unknown ids so the timing does not tell a known id from an unknown one.
         expected = record.digest if record is not None else "0" * 64
         same = hmac.compare_digest(_digest(token), expected)
