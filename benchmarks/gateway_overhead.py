@@ -103,6 +103,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it has exited meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc/<pid>/task/<tid>/children."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
 class Server:
     def __init__(self, kind: str, work: Path) -> None:
         self.kind = kind
@@ -124,8 +146,8 @@ class Server:
         raise RuntimeError(f"{kind} did not start")
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        """CPU seconds of the server and every process under it (the ledger's writer process among them)."""
+        return sum(_cpu_s(pid) for pid in _process_tree(self.proc.pid))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
@@ -231,7 +253,7 @@ def prepare(work: Path) -> tuple[bytes, str]:
         "per_source": "1000000/second",
         "daily_quota": 10**12,
     }
-    stages: dict[str, Any] = {"rate_limits": high, "admission": {"max_batch": 64}}
+    stages: dict[str, Any] = {"rate_limits": high, "admission": {"max_batch": 64}, "audit": {"writer": WRITER[0]}}
     model = {"input_shape": [1, 8, 8], "profile": str(work / "profile.json")}
 
     def write(name: str, raw: dict[str, Any]) -> None:
@@ -242,7 +264,7 @@ def prepare(work: Path) -> tuple[bytes, str]:
     write("middleware", {"models": {"m": model}, "stages": stages})
     write("inprocess", {"models": {"m": {**model, "path": str(work / "digits.pt")}}, "stages": stages})
     for durable in (True, False):
-        audit = {"durable": durable}
+        audit = {"durable": durable, "writer": WRITER[0]}
         write(f"durable-{str(durable).lower()}", {"models": {"m": model}, "stages": {**stages, "audit": audit}})
     key = ""
     for state in ("middleware", "inprocess", "sidecar", "durable-true", "durable-false"):
@@ -288,14 +310,22 @@ def ledger_entries(db: Path) -> int:
 # ---------------------------------------------------------------------------------------------- main
 
 
-def ab(work: Path, body: bytes, key: str, *, rounds: int, seconds: float) -> dict[str, Any]:
+FORMS = ("middleware", "sidecar", "in-process")
+WRITER = ["process"]  # the audit writer the guarded servers use (``--audit-writer``)
+
+
+def ab(
+    work: Path, body: bytes, key: str, *, rounds: int, seconds: float, forms: tuple[str, ...] = FORMS
+) -> dict[str, Any]:
     bare_upstream = Server("bare-starlette", work)
     sidecar_config(work, bare_upstream.port)
-    pairs = {
-        "middleware": (bare_upstream, Server("middleware", work)),
-        "sidecar": (bare_upstream, Server("sidecar", work)),
-        "in-process": (Server("bare-inprocess", work), Server("inprocess", work)),
-    }
+    pairs = {}
+    if "middleware" in forms:
+        pairs["middleware"] = (bare_upstream, Server("middleware", work))
+    if "sidecar" in forms:
+        pairs["sidecar"] = (bare_upstream, Server("sidecar", work))
+    if "in-process" in forms:
+        pairs["in-process"] = (Server("bare-inprocess", work), Server("inprocess", work))
     out: dict[str, Any] = {}
     try:
         for form, (bare, guarded) in pairs.items():
@@ -371,19 +401,25 @@ def crash(work: Path, body: bytes, key: str, upstream_port: int) -> dict[str, An
         latencies: list[float] = []
         codes: list[int] = []
 
-        async def run(server: Server, latencies: list[float], codes: list[int]) -> None:
+        async def run(server: Server, latencies: list[float], codes: list[int], tree: list[int]) -> None:
             stop_at = time.perf_counter() + 30
             payload = _request(body, key)
             tasks = [
                 asyncio.create_task(_connection(server.port, payload, stop_at, latencies, codes)) for _ in range(32)
             ]
             await asyncio.sleep(2.0)
+            tree.extend(_process_tree(server.proc.pid))
             os.kill(server.proc.pid, signal.SIGKILL)
             await asyncio.gather(*tasks)
 
+        tree: list[int] = []
         started = time.perf_counter()
-        asyncio.run(run(server, latencies, codes))
+        asyncio.run(run(server, latencies, codes, tree))
         server.proc.wait()
+        # The ledger's writer process outlives the server: it commits what it received, then ends.
+        deadline = time.time() + 60
+        while any(Path(f"/proc/{pid}").exists() for pid in tree[1:]) and time.time() < deadline:
+            time.sleep(0.05)
         answered = sum(1 for c in codes if c == 200)
         records = ledger_entries(work / f"state-{name}" / "audit.db")
         rps = answered / max(time.perf_counter() - started, 1e-9)
@@ -405,12 +441,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--soak-s", type=float, default=60.0)
+    parser.add_argument("--forms", default=",".join(FORMS), help=f"A/B only these forms (default: {','.join(FORMS)})")
+    parser.add_argument("--ab-only", action="store_true", help="skip the soak and the kill -9 checks")
+    parser.add_argument(
+        "--audit-writer", choices=("process", "thread"), default="process", help="the ledger writer (default process)"
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.work)
         return
     if args.quick:
         args.rounds, args.seconds, args.soak_s = 2, 2.0, 15.0
+    WRITER[0] = args.audit_writer
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hoplon-bench-") as tmp:
         work = Path(tmp)
@@ -420,7 +462,10 @@ def main() -> None:
             "bare CPU µs/req | hoplon CPU µs/req | added CPU µs |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
-        results: dict[str, Any] = {"ab": ab(work, body, key, rounds=args.rounds, seconds=args.seconds)}
+        forms = tuple(f for f in args.forms.split(",") if f)
+        results: dict[str, Any] = {"ab": ab(work, body, key, rounds=args.rounds, seconds=args.seconds, forms=forms)}
+        if args.ab_only:
+            return
         results["soak"] = soak(work, body, key, args.soak_s)
         print(f"soak: {results['soak']}", flush=True)
         upstream = Server("bare-starlette", work)

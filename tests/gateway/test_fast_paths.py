@@ -165,3 +165,35 @@ def test_model_timeout_request_timeout_and_the_next_request(tmp_path: Path) -> N
     own = call(fw, "POST", "/predict", body={"instances": [[0.1]]}, headers={"x-api-key": k})
     assert own.status == 504 and own.json()["error"]["code"] == "model_timeout"
     fw.close()
+
+
+def test_deadlines_cancel_only_their_own_task_and_the_watchdog_rests_when_idle() -> None:
+    import asyncio
+
+    from hoplon.gateway.deadlines import Deadlines
+
+    async def scenario() -> None:
+        deadlines = Deadlines(tick_s=0.01)
+
+        async def slow(seconds: float) -> str:
+            deadline = deadlines.enter(seconds, "request")
+            try:
+                await asyncio.sleep(0.3)
+                return "done"
+            except asyncio.CancelledError:
+                if not deadline.timed_out():
+                    raise
+                return f"timed out ({deadline.expired})"
+            finally:
+                deadlines.leave(deadline)
+
+        assert list(await asyncio.gather(slow(0.05), slow(5.0))) == ["timed out (request)", "done"]
+        await asyncio.sleep(0.05)
+        assert deadlines._watchdog is not None and deadlines._watchdog.done()  # nothing live: it has ended
+        other = asyncio.create_task(slow(5.0))  # a cancellation from elsewhere is not a timeout
+        await asyncio.sleep(0.02)
+        other.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await other
+
+    asyncio.run(scenario())

@@ -89,6 +89,7 @@ DEFAULTS: dict[str, Any] = {
             "mode": "enforce",
             "on_error": "fail_closed",
             "durable": False,
+            "writer": "process",
             "checkpoint_every": 1000,
             "checkpoint_interval_s": 10.0,
         },
@@ -173,6 +174,7 @@ class AuditConfig(StageConfig):
     checkpoint_interval_s: float
     signing_key: str
     hmac_key: bytes | None = field(default=None, repr=False)
+    writer: Literal["process", "thread"] = "process"
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +406,7 @@ def parse_config(
             float(audit["checkpoint_interval_s"]),
             str(base / audit["signing_key"]) if not Path(audit["signing_key"]).is_absolute() else audit["signing_key"],
             resolve_secret(audit["hmac_key"], base=base) if audit.get("hmac_key") else None,
+            audit["writer"],
         ),
         metrics_enabled=bool(stages["metrics"]["enabled"]),
         detect=DetectConfig(stages["detect"]["mode"], stages["detect"]["on_error"], dict(stages["detect"])),

@@ -239,6 +239,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                     {
                         "ledger": {"type": "string", "pattern": "^(sqlite:///|postgresql://|postgres://)"},
                         "durable": {"type": "boolean"},
+                        "writer": {"enum": ["process", "thread"]},
                         "hmac_key": _SECRET,
                         "signing_key": {"type": "string"},
                         "checkpoint_every": {"type": "integer", "minimum": 1},

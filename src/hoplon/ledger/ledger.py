@@ -62,21 +62,38 @@ def _orjson_exact(value: Any) -> bool:
     Both write the shortest round-trip digits of a float, but only agree on plain notation (0, and
     1e-4 <= |x| < 1e16); orjson writes NaN and infinity as ``null`` where ``canonical_json`` refuses them.
     Strings, 64-bit integers, booleans, None, lists and str-keyed dicts agree (orjson raises on the rest).
-    Exact types only: subclasses go to the standard library.
+    Exact types only: subclasses go to the standard library. One loop over a stack rather than a call per
+    container (this runs for every ledger entry).
     """
-    kind = type(value)
-    if kind in _SCALARS:
-        return True
-    if kind is float:
-        return bool(value == 0.0 or 1e-4 <= abs(value) < 1e16)
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str or (type(item) not in _SCALARS and not _orjson_exact(item)):
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            for key in item:
+                if type(key) is not str:
+                    return False
+            children: Any = item.values()
+        elif kind is list or kind is tuple:
+            children = item
+        elif kind is float:
+            if not (item == 0.0 or 1e-4 <= abs(item) < 1e16):
                 return False
-        return True
-    if kind is list or kind is tuple:
-        return all(type(item) in _SCALARS or _orjson_exact(item) for item in value)
-    return False
+            continue
+        elif kind in _SCALARS:
+            continue
+        else:
+            return False
+        for child in children:
+            child_kind = type(child)
+            if child_kind in _SCALARS:
+                continue
+            if child_kind is float:
+                if not (child == 0.0 or 1e-4 <= abs(child) < 1e16):
+                    return False
+                continue
+            stack.append(child)
+    return True
 
 
 def _canonical(value: dict[str, Any]) -> str:
@@ -88,6 +105,26 @@ def _canonical(value: dict[str, Any]) -> str:
         except _orjson.JSONEncodeError:  # an integer beyond 64 bits: the standard library writes it
             pass
     return _CANONICAL.encode(value)
+
+
+# Rows per INSERT statement: one statement runs as one database call (executemany makes one per row, and
+# SQLite's driver hands the GIL over around each), well inside SQLite's 32,766 bound parameters.
+_ROWS_PER_INSERT = 256
+_INSERTS: dict[int, str] = {}
+
+
+def _insert_entries(conn: Connection, params: list[Any]) -> None:
+    """Insert entries given as one flat list of their seven columns, in statements of many rows."""
+    step = _ROWS_PER_INSERT * 7
+    for start in range(0, len(params), step):
+        chunk = params[start : start + step]
+        rows = len(chunk) // 7
+        sql = _INSERTS.get(rows)
+        if sql is None:
+            sql = _INSERTS.setdefault(
+                rows, f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) VALUES " + ",".join(["(?,?,?,?,?,?,?)"] * rows)
+            )
+        conn.execute(sql, chunk)
 
 
 class LedgerError(HoplonError):
@@ -162,17 +199,31 @@ class Ledger:
         self.key_id = key_id(self._key.public_key())
         self._conn = connect(url, durable=durable)
         self._register_key()
-        self._queue: queue.SimpleQueue[_Pending | _Control] = queue.SimpleQueue()
         self._frontier: merkle.Frontier | None = None
         self._head: tuple[int | None, int, str, int] | None = None  # (others_version, seq, hash, checkpoint size)
         self._last_cp_size, self.last_checkpoint_ts = self._last_checkpoint_head()
         self._closed = False
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        """Start the background writer: a thread of this process (``writer="process"`` runs it in another)."""
+        self._queue: queue.SimpleQueue[_Pending | _Control] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="hoplon-ledger-writer", daemon=True)
         self._thread.start()
 
     @classmethod
-    def open(cls, url: str, **options: Any) -> Ledger:
-        """Open (creating if needed) the ledger at ``url``; keyword options as for :class:`Ledger`."""
+    def open(cls, url: str, *, writer: str = "thread", **options: Any) -> Ledger:
+        """Open (creating if needed) the ledger at ``url``; keyword options as for :class:`Ledger`.
+
+        ``writer="process"`` commits in a child process (:class:`hoplon.ledger.ProcessLedger`): the hashing,
+        JSON and database work, and the GIL hand-overs a writer thread costs, leave the calling process.
+        """
+        if writer == "process":
+            from hoplon.ledger._process import ProcessLedger
+
+            return ProcessLedger(url, **options)
+        if writer != "thread":
+            raise InputError(f"The 'writer' parameter of Ledger.open must be 'thread' or 'process'. Got {writer!r}.")
         return cls(url, **options)
 
     def __enter__(self) -> Ledger:
@@ -280,6 +331,24 @@ class Ledger:
             self._commit([], force_checkpoint=False, timed=True)
 
     def _commit(self, batch: Sequence[_Pending], *, force_checkpoint: bool, timed: bool = False) -> None:
+        try:
+            params = self._write(batch, force_checkpoint=force_checkpoint, timed=timed)
+        except Exception as exc:  # the writer's boundary: any database failure fails these records
+            if self.on_error is not None:
+                self.on_error(exc)
+            failure = LedgerError(f"The ledger commit failed: {exc}")
+            for item in batch:
+                if item.future is not None:
+                    item.future.set_exception(failure)
+            return
+        for i, item in enumerate(batch):
+            if item.future is not None:  # posted records (no future) never need their Entry object
+                row = params[i * 7 : i * 7 + 7]
+                item.future.set_result(Entry(row[0], row[1], row[2], row[3], row[4], row[5], row[6]))
+
+    def _write(self, batch: Sequence[_Pending], *, force_checkpoint: bool, timed: bool = False) -> list[Any]:
+        """Append ``batch`` in one transaction (with any checkpoints due); return the entries' columns as one
+        flat list, seven per entry. On failure: roll back, count, log, and raise."""
         conn = self._conn
         try:
             conn.begin_exclusive()
@@ -293,8 +362,7 @@ class Ledger:
                 head = conn.query("SELECT seq, hash FROM ledger_entries ORDER BY seq DESC LIMIT 1")
                 seq, prev = (int(head[0][0]), str(head[0][1])) if head else (0, GENESIS)
                 cp_size, _ = self._last_checkpoint_head(conn)
-            rows: list[tuple[Any, ...]] = []
-            entries: list[Entry] = []
+            params: list[Any] = []
             for item in batch:
                 seq += 1
                 ts = round(item.ts, 6)
@@ -310,11 +378,9 @@ class Ledger:
                     }
                 )
                 digest = merkle.leaf_hash(data.encode()).hex()
-                entries.append(Entry(seq, ts, item.kind, item.identity, prev, digest, data))
-                rows.append((seq, ts, item.kind, item.identity, prev, digest, data))
+                params += (seq, ts, item.kind, item.identity, prev, digest, data)
                 prev = digest
-            if rows:
-                conn.executemany(f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            _insert_entries(conn, params)
             every = self.checkpoint_every
             sizes = list(range((cp_size // every + 1) * every, seq + 1, every))
             overdue = time.time() - self.last_checkpoint_ts >= self.checkpoint_interval_s
@@ -324,23 +390,15 @@ class Ledger:
                 self._write_checkpoint(conn, size)
             conn.commit()
             self._head = (version, seq, prev, max([cp_size, *sizes]))
-        except Exception as exc:  # the writer's boundary: any database failure fails these records
+        except Exception as exc:
             conn.rollback()
             self.write_errors += len(batch) or 1
             self._frontier = None
             self._head = None
             log.error("ledger %s: commit of %d records failed: %s", describe_url(self.url), len(batch), exc)
-            if self.on_error is not None:
-                self.on_error(exc)
-            failure = LedgerError(f"The ledger commit failed: {exc}")
-            for item in batch:
-                if item.future is not None:
-                    item.future.set_exception(failure)
-            return
-        self.appended += len(entries)
-        for item, entry in zip(batch, entries, strict=True):
-            if item.future is not None:
-                item.future.set_result(entry)
+            raise
+        self.appended += len(batch)
+        return params
 
     def _write_checkpoint(self, conn: Connection, size: int) -> None:
         last = conn.query("SELECT tree_size, frontier FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1")
