@@ -91,6 +91,30 @@ def test_forwarded_for_is_read_from_the_right_and_only_from_trusted_peers() -> N
         parse_config({"version": 1, "server": {"trusted_proxies": ["10.0.0.300/8"]}})
 
 
+def test_rfc7239_forwarded_is_read_when_configured_and_only_then() -> None:
+    lb = _nets("10.0.0.0/8", "2001:db8::/32")
+
+    def rfc(peer: str, *values: bytes) -> str:
+        return forwarded_client(peer, list(values), lb, header="forwarded")
+
+    assert rfc("10.0.0.2", b"for=198.51.100.1;proto=https;by=10.0.0.2") == "198.51.100.1"
+    assert rfc("10.0.0.2", b'for="[2001:db9::17]:4711"') == "2001:db9::17"
+    assert rfc("10.0.0.2", b"For=1.1.1.1, for=198.51.100.1", b"for=10.9.9.9") == "198.51.100.1"  # forged left part
+    assert rfc("10.0.0.2", b"for=198.51.100.1, for=unknown") == "198.51.100.1"  # unknown: skipped
+    assert rfc("10.0.0.2", b"for=_hidden, proto=http") == "10.0.0.2"  # nothing usable: the peer
+    assert rfc("203.0.113.7", b"for=198.51.100.1") == "203.0.113.7"  # untrusted peer: ignored
+    # only the configured header is read: a client can send the other one unchecked
+    scope = {"client": ("10.0.0.2", 1), "headers": [(b"x-forwarded-for", b"1.2.3.4"), (b"forwarded", b"for=5.6.7.8")]}
+    assert source_resolver(["10.0.0.0/8"], header="forwarded")(scope) == "5.6.7.8"
+    assert source_resolver(["10.0.0.0/8"])(scope) == "1.2.3.4"
+    config = parse_config(
+        {"version": 1, "server": {"trusted_proxies": ["10.0.0.0/8"], "forwarded_header": "forwarded"}}
+    )
+    assert config.forwarded_header == "forwarded"
+    with pytest.raises(InputError, match="forwarded_header"):
+        parse_config({"version": 1, "server": {"forwarded_header": "x-real-ip"}})
+
+
 def test_per_source_limits_and_the_audit_use_the_forwarded_address_behind_a_trusted_proxy(tmp_path: Path) -> None:
     def run(trusted: list[str]) -> tuple[list[int], list[str]]:
         state = tmp_path / ("trusted" if trusted else "direct")

@@ -227,7 +227,8 @@ class GatewayConfig:
     audit: AuditConfig
     metrics_enabled: bool
     detect: DetectConfig = DetectConfig("off", "fail_open")
-    trusted_proxies: tuple[str, ...] = ()  # normalised CIDRs whose X-Forwarded-For is believed
+    trusted_proxies: tuple[str, ...] = ()  # normalised CIDRs whose forwarded header is believed
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
     upstream_tls: UpstreamTlsConfig | None = None
 
     def stage(self, name: str) -> StageConfig:
@@ -411,6 +412,7 @@ def parse_config(
         metrics_enabled=bool(stages["metrics"]["enabled"]),
         detect=DetectConfig(stages["detect"]["mode"], stages["detect"]["on_error"], dict(stages["detect"])),
         trusted_proxies=trusted_proxies,
+        forwarded_header=server.get("forwarded_header", "x-forwarded-for"),
         upstream_tls=upstream_tls,
     )
 

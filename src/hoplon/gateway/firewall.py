@@ -141,7 +141,7 @@ class _Runtime:
         # The keyed HMAC state is made once per config and copied per request: hmac.digest sets the key up
         # again on every call and releases the GIL (to the ledger writer) even for 32 bytes.
         self._hmac = hmac.new(self.hmac_key, digestmod=hashlib.sha256)
-        self.source_of = source_resolver(config.trusted_proxies)
+        self.source_of = source_resolver(config.trusted_proxies, header=config.forwarded_header)
         self.hardening = Hardening(
             out.label_only, out.top_k, out.round_digits, out.noise_scale, self.noise_key, out.strip_fields
         )

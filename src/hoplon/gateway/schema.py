@@ -111,7 +111,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "trusted_proxies": {
                     "type": "array",
                     "items": {"type": "string", "pattern": r"^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$"},
-                    "description": "CIDRs of reverse proxies whose X-Forwarded-For is believed (default: none).",
+                    "description": "CIDRs of reverse proxies whose forwarded header is believed (default: none).",
+                },
+                "forwarded_header": {
+                    "enum": ["x-forwarded-for", "forwarded"],
+                    "description": "The header the trusted proxies append the client to: X-Forwarded-For "
+                    "(default) or RFC 7239 Forwarded (its for= parameter). Only that one is read.",
                 },
             },
         },

@@ -1,9 +1,12 @@
 """The client source address: the TCP peer, or the forwarded client when the peer is a trusted proxy.
 
-``X-Forwarded-For`` is believed only when the TCP peer lies in ``server.trusted_proxies``. Each proxy appends
-the address it saw, so the header is read from the right: the first entry that is not itself a trusted proxy
-is the client (everything left of it may be forged by that client). The header's length and hop count are
-bounded, malformed entries are skipped, and whenever no usable address is found the peer is the source.
+The forwarded header (``X-Forwarded-For``, or RFC 7239 ``Forwarded`` when ``server.forwarded_header`` says
+so: only the one the proxies write is read, since a client can send the other unchecked) is believed only
+when the TCP peer lies in ``server.trusted_proxies``. Each proxy appends the address it saw, so the header
+is read from the right: the first entry that is not itself a trusted proxy is the client (everything left
+of it may be forged by that client). The header's length and hop count are bounded, malformed entries
+(and RFC 7239's ``unknown`` and obfuscated ``_names``) are skipped, and whenever no usable address is found
+the peer is the source.
 """
 
 from __future__ import annotations
@@ -40,11 +43,22 @@ def _address(text: str) -> Address | None:
     return mapped if mapped is not None else address
 
 
+def _for_parameter(element: str) -> str:
+    """The node of an RFC 7239 element's ``for=`` parameter (``for="[2001:db8::1]:4711";proto=https``), or
+    ``""`` when it has none (then it is skipped as malformed, as ``unknown`` and ``_obfuscated`` nodes are)."""
+    for pair in element.split(";"):
+        name, _, value = pair.partition("=")
+        if name.strip().lower() == "for":
+            return value.strip().strip('"')
+    return ""
+
+
 class _Forwarded:
     """The X-Forwarded-For reading for one set of trusted networks, with a bounded cache of parsed entries."""
 
-    def __init__(self, networks: tuple[Network, ...]) -> None:
+    def __init__(self, networks: tuple[Network, ...], *, rfc7239: bool = False) -> None:
         self.networks = networks
+        self.rfc7239 = rfc7239
         # Parsing costs ~10 µs an entry; the cache is bounded, so made-up entries cannot grow memory.
         self.classify = functools.lru_cache(maxsize=8192)(self._classify)
 
@@ -62,6 +76,8 @@ class _Forwarded:
         if not values or sum(len(v) + 1 for v in values) > MAX_FORWARDED_BYTES:
             return peer
         entries = b",".join(values).decode("latin-1").split(",")
+        if self.rfc7239:
+            entries = [_for_parameter(element) for element in entries]
         for entry in reversed(entries[-MAX_FORWARDED_HOPS:]):
             address, trusted = self.classify(entry.strip())
             if address is not None and not trusted:
@@ -69,14 +85,18 @@ class _Forwarded:
         return peer
 
 
-def forwarded_client(peer: str, forwarded: Iterable[bytes], networks: tuple[Network, ...]) -> str:
-    """The source for a request from ``peer`` carrying the ``X-Forwarded-For`` values ``forwarded``."""
-    return _Forwarded(networks).client(peer, forwarded)
+def forwarded_client(
+    peer: str, forwarded: Iterable[bytes], networks: tuple[Network, ...], *, header: str = "x-forwarded-for"
+) -> str:
+    """The source for a request from ``peer`` carrying the values ``forwarded`` of ``header``."""
+    return _Forwarded(networks, rfc7239=header == "forwarded").client(peer, forwarded)
 
 
-def source_resolver(cidrs: Iterable[str]) -> SourceResolver:
-    """A function from an ASGI scope to its source address; without trusted proxies, the peer alone."""
+def source_resolver(cidrs: Iterable[str], *, header: str = "x-forwarded-for") -> SourceResolver:
+    """A function from an ASGI scope to its source address; without trusted proxies, the peer alone.
+    ``header`` is the forwarded header the trusted proxies write: ``x-forwarded-for`` or ``forwarded``."""
     networks = tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+    name = header.lower().encode()
 
     def peer_only(scope: MutableMapping[str, Any]) -> str:
         client = scope.get("client")
@@ -85,11 +105,11 @@ def source_resolver(cidrs: Iterable[str]) -> SourceResolver:
     if not networks:
         return peer_only
 
-    reader = _Forwarded(networks)
+    reader = _Forwarded(networks, rfc7239=name == b"forwarded")
 
     def resolve(scope: MutableMapping[str, Any]) -> str:
         peer = peer_only(scope)
-        forwarded = [v for k, v in scope.get("headers", ()) if k.lower() == b"x-forwarded-for"]
+        forwarded = [v for k, v in scope.get("headers", ()) if k.lower() == name]
         return reader.client(peer, forwarded)
 
     return resolve
