@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from hoplon.scan import ScanLimits, scan_file
 from hoplon.scan import _sevenzip as sz
+from hoplon.scan import _sevenzip_coders as szc
 from tests.scan import builders as b
 from tests.scan.conftest import ScanBytes
 
@@ -72,7 +73,7 @@ def _unpack(data: bytes) -> dict[str, bytes | None]:
     assert not archive.header_crc_errors
     out: dict[str, bytes | None] = {m.name: None if m.is_dir else b"" for m in archive.members if not m.has_stream}
     for index, folder in enumerate(archive.folders):
-        reader = sz.open_folder(stream, folder, lambda: False)
+        reader = szc.open_folder(stream, folder, lambda: False)
         for member in (m for m in archive.members if m.folder == index):
             parts = bytearray()
             while len(parts) < member.size:
@@ -138,7 +139,7 @@ def test_ppmd_goes_to_py7zr_and_without_it_is_not_inspected(
     data = _write({"data.pkl": _PAYLOAD}, [{"id": py7zr.FILTER_PPMD}])
     with pytest.raises(sz.Unsupported):
         for folder in sz.read_archive(io.BytesIO(data), len(data), ScanLimits()).folders:
-            sz.check_folder(folder)
+            szc.check_folder(folder)
     assert any(r.verdict == "unsafe" and r.path.endswith("!data.pkl") for r in scan_bytes(data, "ppmd.7z"))
     monkeypatch.setitem(sys.modules, "py7zr", None)
     records = scan_bytes(data, "ppmd2.7z")

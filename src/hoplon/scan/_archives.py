@@ -24,6 +24,7 @@ from hoplon.scan._window import spool, view
 
 if TYPE_CHECKING:
     from hoplon.scan import _sevenzip as sz
+    from hoplon.scan._sevenzip_coders import FolderReader
 
 __all__ = ["scan_tar", "scan_wrapper", "scan_zip"]
 
@@ -657,12 +658,13 @@ def scan_7z(ctx: Context, name: str, stream: BinaryIO, size: int, depth: int) ->
     from io import BytesIO
 
     from hoplon.scan import _sevenzip as sz  # only when a 7z is met
+    from hoplon.scan._sevenzip_coders import check_folder, open_folder
 
     found: list[Finding] = []
     try:
         archive = sz.read_archive(stream, size, ctx.limits, ctx.out_of_time)
         for folder in archive.folders:
-            sz.check_folder(folder)
+            check_folder(folder)
     except sz.Encrypted:
         found.append(_encrypted_7z(name))
         return "7z", found
@@ -720,7 +722,7 @@ def scan_7z(ctx: Context, name: str, stream: BinaryIO, size: int, depth: int) ->
         if not members:
             continue
         try:
-            reader = sz.open_folder(stream, folder, ctx.out_of_time)
+            reader = open_folder(stream, folder, ctx.out_of_time)
             _unpack_7z_folder(ctx, name, size, reader, folder, members, depth, found)
         except (_Bomb, TimeoutError) as exc:
             found.append(_archive_finding("bomb", Severity.HIGH, name, f"Unpacking stopped: {exc}."))
@@ -751,7 +753,7 @@ def _unpack_7z_folder(
     ctx: Context,
     name: str,
     size: int,
-    reader: sz.FolderReader,
+    reader: FolderReader,
     folder: sz.Folder,
     members: list[sz.Member],
     depth: int,
