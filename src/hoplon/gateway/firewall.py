@@ -12,30 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import itertools
 import json
 import logging
 import os
-import re
 import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hoplon.core.errors import HoplonError
 from hoplon.gateway.admin import AdminApi
-from hoplon.gateway.audit_keys import hmac_key_id
-from hoplon.gateway.auth import Authenticator, AuthFailure, Identity, has_scope
-from hoplon.gateway.config import GatewayConfig, load_config, state_secret
+from hoplon.gateway.auth import AuthFailure, has_scope
+from hoplon.gateway.config import GatewayConfig, load_config
 from hoplon.gateway.deadlines import Deadline, Deadlines
-from hoplon.gateway.keys import KeyStore
-from hoplon.gateway.metrics import GatewayMetrics, StageTimer
-from hoplon.gateway.profile import Profile
+from hoplon.gateway.metrics import GatewayMetrics
 from hoplon.gateway.protocol import (
     BadRequest,
     Hardening,
@@ -46,8 +39,8 @@ from hoplon.gateway.protocol import (
     parse_inputs,
     read_body,
 )
-from hoplon.gateway.ratelimit import AuthGuard, Limited, RateLimiter, make_storage
-from hoplon.gateway.sources import source_resolver
+from hoplon.gateway.ratelimit import Limited
+from hoplon.gateway.runtime import Deny, RequestContext, Runtime
 
 if TYPE_CHECKING:
     from hoplon.gateway.detectors.engine import Action
@@ -66,9 +59,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
-_V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
-_V2_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/?$")
-_ANONYMOUS = Identity("anonymous", "none", None, frozenset({"model:*", "output:*"}))
 _JSON = (b"content-type", b"application/json")
 _PID = os.getpid()
 _OPERATIONAL = {
@@ -78,90 +68,6 @@ _OPERATIONAL = {
     "/v2/health/live": "/healthz",
     "/v2/health/ready": "/readyz",
 }
-
-
-@dataclass(slots=True)
-class _Deny(Exception):
-    status: int
-    reason: str
-    message: str
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-
-
-@dataclass(slots=True)
-class _Ctx:
-    request_id: str
-    source: str
-    method: str
-    path: str
-    model: str | None
-    is_infer: bool
-    t0: float = field(default_factory=time.perf_counter)
-    identity: Identity = _ANONYMOUS
-    stages: dict[str, str] = field(default_factory=dict)
-    scores: dict[str, float] = field(default_factory=dict)
-    parsed: ParsedInput | None = None
-    body: bytes = b""
-    output: dict[str, Any] = field(default_factory=dict)
-    denial: _Deny | None = None
-    degraded: bool = False
-    _digests: list[bytes] | None = None
-    served: dict[str, str] = field(default_factory=dict)  # filled by the model app (registry: the served digest)
-    timings: list[tuple[StageTimer, float]] = field(default_factory=list)  # observed together at the end
-
-    def digests(self) -> list[bytes]:
-        """Per-sample digests of the parsed input, computed once (noise seeds and the audit HMAC use them)."""
-        if self._digests is None:
-            self._digests = self.parsed.row_digests() if self.parsed is not None else []
-        return self._digests
-
-
-class _Runtime:
-    """Everything built from one config; replaced as a whole (one reference swap) on reload."""
-
-    def __init__(self, config: GatewayConfig, storages: dict[str, Any], model_digests: dict[str, str]) -> None:
-        self.config = config
-        auth = config.authentication
-        self.authenticator = Authenticator(KeyStore(config.state_dir) if auth.api_keys else None, auth.jwt)
-        uri = config.rate_limits.storage
-        storage = storages.get(uri) or make_storage(uri)
-        storages[uri] = storage
-        self.storage = storage
-        self.limiter = RateLimiter(config.rate_limits, storage)
-        self.guard = AuthGuard(auth, storage)
-        self.profiles = {n: Profile.from_file(m.profile) for n, m in config.models.items() if m.profile}
-        self.shapes = {n: m.input_shape for n, m in config.models.items() if m.input_shape}
-        self.routes = {route: n for n, m in config.models.items() for route in m.routes}
-        self.versions = {n: m.version for n, m in config.models.items()}
-        self.digests = {n: model_digests.get(n, f"version:{m.version}") for n, m in config.models.items()}
-        out = config.output
-        self.noise_key = out.noise_key or state_secret(config.state_dir, "noise.key")
-        self.hmac_key = config.audit.hmac_key or state_secret(config.state_dir, "audit-hmac.key")
-        self.hmac_key_id = hmac_key_id(self.hmac_key)
-        # The keyed HMAC state is made once per config and copied per request: hmac.digest sets the key up
-        # again on every call and releases the GIL (to the ledger writer) even for 32 bytes.
-        self._hmac = hmac.new(self.hmac_key, digestmod=hashlib.sha256)
-        self.source_of = source_resolver(config.trusted_proxies, header=config.forwarded_header)
-        self.hardening = Hardening(
-            out.label_only, out.top_k, out.round_digits, out.noise_scale, self.noise_key, out.strip_fields
-        )
-
-    def input_hmac(self, message: bytes) -> str:
-        """HMAC-SHA256 of ``message`` under the audit key, as hex (the value ``hmac.digest`` gives)."""
-        mac = self._hmac.copy()
-        mac.update(message)
-        return mac.hexdigest()
-
-    def model_of(self, path: str) -> tuple[str | None, bool]:
-        match = _V2_INFER.match(path)
-        if match:
-            return match.group(1), True
-        if path in self.routes:
-            return self.routes[path], True
-        match = _V2_MODEL.match(path)
-        if match:
-            return match.group(1), False
-        return None, False
 
 
 class Firewall:
@@ -194,7 +100,7 @@ class Firewall:
         self.metrics = GatewayMetrics()
         self._storages: dict[str, Any] = {}
         self._digests = dict(model_digests or {})
-        self.runtime = _Runtime(cfg, self._storages, self._digests)
+        self.runtime = Runtime(cfg, self._storages, self._digests)
         self.admin = AdminApi(cfg.state_dir)  # /admin/* and the incident quarantine list
         self._config_mtime = self._mtime()
         self.ledger = ledger if ledger is not None or cfg.audit.mode == "off" else self._open_ledger(cfg)
@@ -279,7 +185,7 @@ class Firewall:
         self._config_mtime = self._mtime()
         try:
             cfg = self._adjust(load_config(self.config_path, state_dir=self._state_dir))
-            runtime = _Runtime(cfg, self._storages, self._digests)
+            runtime = Runtime(cfg, self._storages, self._digests)
             if self.detect is not None:  # new detector settings from the next request; state kept where it fits
                 self.detect.reconfigure(cfg.detect.spec)
             elif cfg.detect.mode != "off":
@@ -331,7 +237,7 @@ class Firewall:
         rt = self.runtime
         model, is_infer = rt.model_of(path)
         rid = f"{self._rid_prefix}{next(self._rid_counter):010x}"
-        ctx = _Ctx(rid, rt.source_of(scope), scope["method"], path, model, is_infer)
+        ctx = RequestContext(rid, rt.source_of(scope), scope["method"], path, model, is_infer)
         try:
             deadline = self._deadlines.enter(rt.config.admission.request_timeout_s, "request")
             try:
@@ -339,9 +245,9 @@ class Firewall:
             except asyncio.CancelledError:
                 if not deadline.timed_out():
                     raise
-                ctx.denial = _Deny(504, "request_timeout", "The request took too long.")
+                ctx.denial = Deny(504, "request_timeout", "The request took too long.")
                 status, headers, body = self._deny_response(ctx, ctx.denial)
-            except _Deny as denial:
+            except Deny as denial:
                 ctx.denial = denial
                 status, headers, body = self._deny_response(ctx, denial)
             finally:
@@ -349,7 +255,7 @@ class Firewall:
             if rt.config.audit.mode != "off" and self.ledger is not None:
                 failed = await self._audit(rt, ctx, status)
                 if failed and rt.config.audit.on_error == "fail_closed" and rt.config.audit.mode == "enforce":
-                    ctx.denial = _Deny(503, "audit_unavailable", "The audit log cannot be written; refusing to serve.")
+                    ctx.denial = Deny(503, "audit_unavailable", "The audit log cannot be written; refusing to serve.")
                     status, headers, body = self._deny_response(ctx, ctx.denial)
         finally:  # the stage times go in together, whichever way the request ended
             self.metrics.record_stages(ctx.timings)
@@ -376,7 +282,7 @@ class Firewall:
             await send({"type": "lifespan.shutdown.complete"})
 
     async def _chain(
-        self, rt: _Runtime, ctx: _Ctx, scope: Scope, receive: Receive, deadline: Deadline
+        self, rt: Runtime, ctx: RequestContext, scope: Scope, receive: Receive, deadline: Deadline
     ) -> tuple[int, Headers, bytes]:
         cfg = rt.config
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
@@ -389,7 +295,7 @@ class Firewall:
         quarantined = self.admin.quarantine.refusal(ctx.identity.subject)
         if quarantined is not None:
             ctx.stages["quarantine"] = f"deny:{quarantined[1]}"
-            raise _Deny(*quarantined)
+            raise Deny(*quarantined)
         if ctx.is_infer and ctx.model is not None:
             batch = ctx.parsed.batch if ctx.parsed is not None else 1
             model = ctx.model
@@ -407,7 +313,7 @@ class Firewall:
             out_headers.append((b"content-length", str(len(body)).encode()))
         return status, out_headers, body
 
-    def _run_stage(self, rt: _Runtime, ctx: _Ctx, name: str, fn: Callable[..., None], *args: Any) -> None:
+    def _run_stage(self, rt: Runtime, ctx: RequestContext, name: str, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn(*args)`` as stage ``name`` (its arguments passed, not closed over: no closure per call)."""
         stage = rt.config.stage(name)
         if stage.mode == "off":
@@ -416,7 +322,7 @@ class Firewall:
         t = time.perf_counter()
         try:
             fn(*args)
-        except _Deny as denial:
+        except Deny as denial:
             if stage.mode == "shadow":
                 ctx.stages[name] = f"shadow:{denial.reason}"
                 return
@@ -429,24 +335,24 @@ class Firewall:
                 ctx.stages[name] = "error:open"
                 return
             ctx.stages[name] = "error:closed"
-            raise _Deny(503, f"{name}_unavailable", f"The {name} stage is unavailable.") from None
+            raise Deny(503, f"{name}_unavailable", f"The {name} stage is unavailable.") from None
         finally:
             ctx.timings.append((self.metrics.stage_time(name), time.perf_counter() - t))
         ctx.stages.setdefault(name, "pass")
 
-    async def _admit(self, rt: _Runtime, ctx: _Ctx, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+    async def _admit(self, rt: Runtime, ctx: RequestContext, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         adm = rt.config.admission
         enforce = adm.mode == "enforce"
         declared = headers.get(b"content-length")
         if enforce and declared is not None and declared.isdigit() and int(declared) > adm.max_body_bytes:
             ctx.stages["admission"] = "deny:body_too_large"
-            raise _Deny(413, "body_too_large", f"The body is larger than {adm.max_body_bytes} bytes.")
+            raise Deny(413, "body_too_large", f"The body is larger than {adm.max_body_bytes} bytes.")
         try:
             body = await read_body(receive, adm.max_body_bytes if enforce else None)
         except BadRequest as exc:
             if exc.reason == "body_too_large":
                 ctx.stages["admission"] = "deny:body_too_large"
-            raise _Deny(exc.status, exc.reason, str(exc)) from None
+            raise Deny(exc.status, exc.reason, str(exc)) from None
         if ctx.is_infer and ctx.method == "POST" and adm.mode != "off":
             try:
                 ctx.parsed = parse_inputs(body, max_elements=adm.max_elements)
@@ -455,11 +361,11 @@ class Firewall:
             except BadRequest as exc:
                 if adm.mode == "enforce":
                     ctx.stages["admission"] = f"deny:{exc.reason}"
-                    raise _Deny(exc.status, exc.reason, str(exc)) from None
+                    raise Deny(exc.status, exc.reason, str(exc)) from None
                 ctx.stages["admission"] = f"shadow:{exc.reason}"
         return body
 
-    def _guard(self, rt: _Runtime, action: Callable[[], Limited | None]) -> Limited | None:
+    def _guard(self, rt: Runtime, action: Callable[[], Limited | None]) -> Limited | None:
         """Run a failed-auth guard step; its storage is the rate limits', so their ``on_error`` applies."""
         try:
             return action()
@@ -468,38 +374,38 @@ class Firewall:
             self.metrics.stage_errors.labels("auth_guard", on_error).inc()
             log.error("ALERT failed-auth guard storage failed (%s): %s: %s", on_error, type(exc).__name__, exc)
             if on_error == "fail_closed":
-                raise _Deny(503, "auth_guard_unavailable", "The failed-authentication guard is unavailable.") from None
+                raise Deny(503, "auth_guard_unavailable", "The failed-authentication guard is unavailable.") from None
             return None
 
-    def _authenticate(self, rt: _Runtime, ctx: _Ctx, headers: dict[bytes, bytes]) -> None:
+    def _authenticate(self, rt: Runtime, ctx: RequestContext, headers: dict[bytes, bytes]) -> None:
         blocked = self._guard(rt, lambda: rt.guard.blocked(ctx.source))
         self.metrics.auth_guard.set(1 if rt.guard.tripped_at is not None else 0)
         if blocked is not None:
             self.metrics.rate_limited.labels(blocked.limit).inc()
             if blocked.limit == "failed_auth_global":
                 log.error("ALERT credential-stuffing guard tripped; refusing sources without a recent success")
-            raise _Deny(429, blocked.limit, "Too many failed authentications.", blocked.headers)
+            raise Deny(429, blocked.limit, "Too many failed authentications.", blocked.headers)
         try:
             ctx.identity = rt.authenticator.authenticate(headers)
         except AuthFailure as failure:
             self._guard(rt, lambda: rt.guard.failed(ctx.source))
             self.metrics.auth_failures.labels(failure.reason).inc()
-            raise _Deny(401, failure.reason, str(failure), ((b"www-authenticate", b'Bearer realm="hoplon"'),)) from None
+            raise Deny(401, failure.reason, str(failure), ((b"www-authenticate", b'Bearer realm="hoplon"'),)) from None
         rt.guard.succeeded(ctx.source)
 
-    def _authorise(self, ctx: _Ctx) -> None:
+    def _authorise(self, ctx: RequestContext) -> None:
         if ctx.model is not None and not has_scope(ctx.identity, "model", ctx.model):
-            raise _Deny(403, "scope", f"This identity may not call model {ctx.model!r}.")
+            raise Deny(403, "scope", f"This identity may not call model {ctx.model!r}.")
 
-    def _detect(self, detect: DetectStage, ctx: _Ctx) -> None:
+    def _detect(self, detect: DetectStage, ctx: RequestContext) -> None:
         refusal = detect.check(ctx.identity.subject)
         if refusal is not None:
-            raise _Deny(*refusal)
+            raise Deny(*refusal)
         if detect.degraded(ctx.identity.subject):
             ctx.degraded = True
             ctx.stages["detect"] = "degrade"
 
-    def _observe(self, rt: _Runtime, detect: DetectStage, subject: str, parsed: ParsedInput, body: bytes) -> None:
+    def _observe(self, rt: Runtime, detect: DetectStage, subject: str, parsed: ParsedInput, body: bytes) -> None:
         """Hand the served request to the detectors (off the hot path unless ``inline``)."""
         try:
             detect.record(subject, parsed.array.astype("float32"), body)
@@ -508,36 +414,36 @@ class Firewall:
             self.metrics.stage_errors.labels("detect", on_error).inc()
             log.error("ALERT detect stage failed (%s): %s: %s", on_error, type(exc).__name__, exc)
             if on_error == "fail_closed" and rt.config.detect.mode == "enforce":
-                raise _Deny(503, "detect_unavailable", "The detect stage is unavailable.") from None
+                raise Deny(503, "detect_unavailable", "The detect stage is unavailable.") from None
 
-    def _limit(self, rt: _Runtime, ctx: _Ctx, model: str, batch: int) -> None:
+    def _limit(self, rt: Runtime, ctx: RequestContext, model: str, batch: int) -> None:
         limited: Limited | None = rt.limiter.check(ctx.identity.subject, model, ctx.source, batch)
         if limited is not None:
             self.metrics.rate_limited.labels(limited.limit).inc()
-            raise _Deny(429, limited.limit, f"Rate limit {limited.limit} reached.", limited.headers)
+            raise Deny(429, limited.limit, f"Rate limit {limited.limit} reached.", limited.headers)
 
-    def _validate(self, rt: _Runtime, ctx: _Ctx, model: str) -> None:
+    def _validate(self, rt: Runtime, ctx: RequestContext, model: str) -> None:
         if ctx.parsed is None:
             return
         profile = rt.profiles.get(model)
         shape = profile.shape if profile is not None else rt.shapes.get(model)
         got = tuple(ctx.parsed.array.shape[1:])
         if shape is not None and got != tuple(shape):
-            raise _Deny(422, "wrong_shape", f"Samples must have shape {list(shape)}. Got {list(got)}.")
+            raise Deny(422, "wrong_shape", f"Samples must have shape {list(shape)}. Got {list(got)}.")
         if profile is None:
             return
         violations, score = profile.check(ctx.parsed.array)
         ctx.scores["ood"] = round(score, 6)
         if violations:
             v = violations[0]
-            raise _Deny(
+            raise Deny(
                 422, f"profile_{v.reason}", f"Sample {v.row}, feature {v.feature} = {v.value:g} is outside the profile."
             )
         if score > rt.config.validation.max_ood_score:
-            raise _Deny(422, "ood", f"The input is too far from the model's input space (score {score:.3f}).")
+            raise Deny(422, "ood", f"The input is too far from the model's input space (score {score:.3f}).")
 
     async def _call_model(
-        self, cfg: GatewayConfig, scope: Scope, receive: Receive, ctx: _Ctx, deadline: Deadline
+        self, cfg: GatewayConfig, scope: Scope, receive: Receive, ctx: RequestContext, deadline: Deadline
     ) -> tuple[int, Headers, bytes]:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(cfg.model_max_concurrency)
@@ -549,7 +455,7 @@ class Firewall:
             else:
                 await self._semaphore.acquire()
         except TimeoutError:
-            raise _Deny(503, "busy", "The model is at its concurrency cap.") from None
+            raise Deny(503, "busy", "The model is at its concurrency cap.") from None
         # The model call's own limit, inside the request's: the earlier of the two applies meanwhile.
         request_when, model_when = deadline.when, time.monotonic() + cfg.model_timeout_s
         if model_when < request_when:
@@ -559,14 +465,14 @@ class Firewall:
         except asyncio.CancelledError:
             if deadline.expired != "model" or not deadline.timed_out():
                 raise
-            raise _Deny(504, "model_timeout", f"The model did not answer within {cfg.model_timeout_s} s.") from None
+            raise Deny(504, "model_timeout", f"The model did not answer within {cfg.model_timeout_s} s.") from None
         except TimeoutError:  # the model's own client gave up
-            raise _Deny(504, "model_timeout", f"The model did not answer within {cfg.model_timeout_s} s.") from None
-        except _Deny:
+            raise Deny(504, "model_timeout", f"The model did not answer within {cfg.model_timeout_s} s.") from None
+        except Deny:
             raise
         except Exception as exc:  # the gateway boundary: the model app's failure becomes a 502
             log.error("model call failed: %s: %s", type(exc).__name__, exc)
-            raise _Deny(502, "model_error", "The model failed.") from None
+            raise Deny(502, "model_error", "The model failed.") from None
         finally:
             deadline.when, deadline.reason = request_when, "request"
             self._semaphore.release()
@@ -597,7 +503,7 @@ class Firewall:
         await self.app(scope, replay, capture)
         return status, headers, b"".join(chunks)
 
-    def _harden(self, rt: _Runtime, ctx: _Ctx, body: bytes) -> bytes:
+    def _harden(self, rt: Runtime, ctx: RequestContext, body: bytes) -> bytes:
         out = rt.config.output
         if out.mode == "off":
             ctx.stages["output"] = "off"
@@ -621,11 +527,11 @@ class Firewall:
                 ctx.stages["output"] = "error:open"
                 return body
             ctx.stages["output"] = "error:closed"
-            raise _Deny(502, "output_unparsable", "The model's answer could not be hardened.") from None
+            raise Deny(502, "output_unparsable", "The model's answer could not be hardened.") from None
         finally:
             ctx.timings.append((self.metrics.stage_time("output"), time.perf_counter() - t))
 
-    async def _audit(self, rt: _Runtime, ctx: _Ctx, status: int) -> bool:
+    async def _audit(self, rt: Runtime, ctx: RequestContext, status: int) -> bool:
         """Submit the decision record; return True when it could not be written."""
         ledger = self.ledger
         if ledger is None:
@@ -670,7 +576,7 @@ class Firewall:
             ctx.timings.append((self.metrics.stage_time("audit"), time.perf_counter() - t))
         return False
 
-    def _deny_response(self, ctx: _Ctx, denial: _Deny) -> tuple[int, Headers, bytes]:
+    def _deny_response(self, ctx: RequestContext, denial: Deny) -> tuple[int, Headers, bytes]:
         body = json.dumps(
             {"error": {"code": denial.reason, "message": denial.message, "request_id": ctx.request_id}}
         ).encode()
