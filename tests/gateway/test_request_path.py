@@ -55,7 +55,7 @@ def test_the_audit_hmac_is_standard_hmac_sha256(tmp_path: Path, monkeypatch: pyt
     import hmac
 
     from hoplon.gateway.config import parse_config
-    from hoplon.gateway.firewall import _Runtime
+    from hoplon.gateway.runtime import Runtime
 
     configs = [parse_config({"version": 1}, state_dir=tmp_path)]  # the key generated in the state folder
     for length in (5, 64, 100):  # shorter than, equal to and longer than SHA-256's block
@@ -63,7 +63,7 @@ def test_the_audit_hmac_is_standard_hmac_sha256(tmp_path: Path, monkeypatch: pyt
         raw = {"version": 1, "stages": {"audit": {"hmac_key": f"env:HOPLON_TEST_HMAC_{length}"}}}
         configs.append(parse_config(raw, state_dir=tmp_path))
     for config in configs:
-        runtime = _Runtime(config, {}, {})
+        runtime = Runtime(config, {}, {})
         for message in (b"", b"m" * 32, b"z" * 3000):
             assert runtime.input_hmac(message) == hmac.digest(runtime.hmac_key, message, "sha256").hex()
-    assert len({_Runtime(c, {}, {}).hmac_key for c in configs}) == 4
+    assert len({Runtime(c, {}, {}).hmac_key for c in configs}) == 4
