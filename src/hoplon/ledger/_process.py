@@ -49,6 +49,7 @@ __all__ = ["ProcessLedger"]
 log = logging.getLogger(__name__)
 _HEADER = 4
 _MAX_FRAME = 64 << 20  # a frame longer than this is a protocol error, never an allocation
+_READ = 1 << 16  # below malloc's mmap threshold: a larger read buffer costs an mmap, mremap and munmap per read
 _START_TIMEOUT_S = 60.0
 _IDLE_TICKS = 20  # empty sending ticks (of commit_delay_s) before the sender parks
 
@@ -91,7 +92,7 @@ class _Frames:
             ready, _, _ = select.select([self.fd], [], [], timeout_s)
             if not ready:
                 return []
-            chunk = os.read(self.fd, 1 << 20)  # everything the pipe holds, up to 1 MiB: one batch
+            chunk = os.read(self.fd, _READ)  # what the pipe holds (64 KiB: a pipe's buffer), one batch
             if not chunk:
                 self.eof = True
             self._buffer += chunk
@@ -109,6 +110,15 @@ class ProcessLedger(Ledger):
     the calling process. ``healthy`` is false once the child has gone; records posted then raise
     :class:`LedgerError` (the gateway's audit ``on_error`` decides what that means for the request).
     """
+
+    #: Without durability, the child wakes at most once per ``group_s`` and commits what gathered in its
+    #: pipe meanwhile (a flush, a stop or an ``append`` waits up to that long). The parent still sends every
+    #: ``commit_delay_s``, and what it sent stays in the pipe if it dies, so a ``kill -9`` of the serving
+    #: process loses no more than before; only killing the writer process itself (or the whole container)
+    #: loses up to ``group_s`` more. Each group costs the child ~1 ms (two wake-ups and a commit) on this
+    #: VM: at 1,000 records/s the child spends ~80 µs per record woken per 5 ms frame, ~60 at 20 ms groups,
+    #: ~47 at 50 ms, ~37 at 100 ms.
+    group_s = 0.05
 
     def _start_writer(self) -> None:
         self._conn.close()  # the parent registered its key; the child holds the only write connection
@@ -138,6 +148,7 @@ class ProcessLedger(Ledger):
             "checkpoint_every": self.checkpoint_every,
             "checkpoint_interval_s": self.checkpoint_interval_s,
             "max_batch": self.max_batch,
+            "group_s": self.group_s,
             "key_pem": key_pem.decode(),
         }
         try:
@@ -368,9 +379,10 @@ def _child(stdin: int, stdout: int) -> int:
         return 1
     _write_all(stdout, _frame(b"K", orjson.dumps({"cp": ledger.last_checkpoint_ts})))
     tick = min(1.0, ledger.checkpoint_interval_s)
+    group_s = 0.0 if ledger.durable else float(init.get("group_s", 0.0))
     while True:
         batch = frames.read(tick)
-        if batch is None:  # the parent is gone (closed, or killed): commit what came, sign, end
+        if batch is None:  # the parent is gone (closed, or killed): sign what is there, end
             _write_all_quietly(stdout, _commit(ledger, [], [], True))
             return 0
         if not batch:
@@ -380,23 +392,41 @@ def _child(stdin: int, stdout: int) -> int:
                 if ledger.last_checkpoint_ts != cp:
                     _write_all_quietly(stdout, _frame(b"A", orjson.dumps(_status(ledger))))
             continue
-        records: list[tuple[int, _Pending]] = []
-        for frame in batch:
-            kind, payload = frame[:1], frame[1:]
-            if kind in (b"R", b"J"):
-                ident, ts, entry_kind, identity, body = orjson.loads(payload) if kind == b"R" else json.loads(payload)
-                records.append((int(ident), _Pending(float(ts), str(entry_kind), identity, body, None)))
-                if len(records) >= ledger.max_batch:
-                    _write_all_quietly(stdout, _commit(ledger, records, [], False))
-                    records = []
-            elif kind == b"C":
-                ident, action = orjson.loads(payload)
-                _write_all_quietly(stdout, _commit(ledger, records, [int(ident)], action in ("checkpoint", "stop")))
+        if group_s:
+            # Gather a group: one wake-up and one commit per group_s rather than per frame that arrives (a
+            # wake-up of this process costs more than the commit). What the parent sent meanwhile waits in
+            # the pipe, which outlives the parent.
+            time.sleep(group_s)
+            more = frames.read(0.0)
+            batch += more or []
+        if _apply(ledger, batch, stdout):
+            return 0
+        if frames.eof:
+            _write_all_quietly(stdout, _commit(ledger, [], [], True))
+            return 0
+
+
+def _apply(ledger: _ChildLedger, batch: list[bytes], stdout: int) -> bool:
+    """Commit the records and controls of ``batch`` in order; True after a ``stop``."""
+    records: list[tuple[int, _Pending]] = []
+    for frame in batch:
+        kind, payload = frame[:1], frame[1:]
+        if kind in (b"R", b"J"):
+            ident, ts, entry_kind, identity, body = orjson.loads(payload) if kind == b"R" else json.loads(payload)
+            # An R frame's record passed _orjson_exact in the parent: orjson writes its canonical text.
+            records.append((int(ident), _Pending(float(ts), str(entry_kind), identity, body, None, exact=kind == b"R")))
+            if len(records) >= ledger.max_batch:
+                _write_all_quietly(stdout, _commit(ledger, records, [], False))
                 records = []
-                if action == "stop":
-                    return 0
-        if records:
-            _write_all_quietly(stdout, _commit(ledger, records, [], False))
+        elif kind == b"C":
+            ident, action = orjson.loads(payload)
+            _write_all_quietly(stdout, _commit(ledger, records, [int(ident)], action in ("checkpoint", "stop")))
+            records = []
+            if action == "stop":
+                return True
+    if records:
+        _write_all_quietly(stdout, _commit(ledger, records, [], False))
+    return False
 
 
 def _status(ledger: Ledger) -> dict[str, Any]:
