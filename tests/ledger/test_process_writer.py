@@ -114,3 +114,14 @@ def test_a_dead_writer_process_fails_closed_and_says_so(tmp_path: Path) -> None:
 def test_an_unknown_writer_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="'thread' or 'process'"):
         Ledger.open(f"sqlite:///{tmp_path / 'u.db'}", writer="fork")
+
+
+def test_a_burst_larger_than_a_pipe_is_written_whole_and_in_order(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    with Ledger.open(url, writer="process") as ledger:
+        for i in range(5000):  # ~1.5 MB of frames: more than a pipe holds between the writer's wake-ups
+            ledger.post({"i": i, "pad": "x" * 256})
+        ledger.flush()
+        assert ledger.size == 5000
+    assert [e.body["i"] for e in Ledger.open(url).entries()] == list(range(5000))
+    assert verify_url(url).ok
