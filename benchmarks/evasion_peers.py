@@ -9,7 +9,7 @@ libraries'), and CPU seconds by ``time.process_time()`` around each attack call.
 
 Run it from the repository root, inside the benchmark's own environment (see benchmarks/README.md):
 
-    benchmarks/.venv-peers/bin/python benchmarks/evasion_peers.py            # full run (~7 CPU min)
+    benchmarks/.venv-peers/bin/python benchmarks/evasion_peers.py            # full run (~8 CPU min)
     benchmarks/.venv-peers/bin/python benchmarks/evasion_peers.py --quick    # smoke run (~2–3 CPU min)
     benchmarks/.venv-peers/bin/python benchmarks/evasion_peers.py --bare-only --out /tmp/bare  # the 1.2× check only
 
@@ -100,6 +100,10 @@ log = logging.getLogger("evasion_peers")
 PGD_STEPS = 40
 PGD_REL_STEP = 2.5 / PGD_STEPS  # hoplon's default (Madry et al.); every peer is set to the same
 APGD_STEPS = 100
+# The peers' CW-L2 budget: the paper's search rule at hoplon's step size and learning rate (9 values of c from
+# c0 = 0.01, 200 Adam steps each at 0.025), hoplon's default before it chose its first c per sample. torchattacks
+# has no search: it gets c = 1 for 9 × 200 steps, and hoplon is also run at exactly that budget.
+PEER_CW = {"binary_search_steps": 9, "steps": 200, "learning_rate": 0.025, "initial_const": 0.01}
 N_TARGET_CLASSES = 9
 TOL = 1e-6
 
@@ -388,11 +392,11 @@ def hoplon_per_eps(p: Problem, run: Run, attacks: Callable[[], Any], seed: int =
     return per_eps_run(p, run, at)
 
 
-def hoplon_cw_raw(p: Problem, run: Run) -> Run:
+def hoplon_cw_raw(p: Problem, run: Run, **config: Any) -> Run:
     """hoplon's CW-L2 output before ``evaluate`` projects it: the raw minimum-norm examples."""
     target = _target(p)
     bounds = Bounds.scalar(p.lo, p.hi)
-    attack = make("cw-l2")
+    attack = make("cw-l2", **config)
 
     def go() -> torch.Tensor:
         return attack.run(target, p.x, p.y, eps=1.0, bounds=bounds, rng=torch.Generator().manual_seed(0)).x_adv
@@ -529,24 +533,24 @@ def hoplon_runs(p: Problem, norm: str, fast: bool) -> list[Run]:
     add(
         hoplon_sweep(
             p,
-            Run(d, norm, "hoplon", "PGD-40", "sweep", "pgd steps=40 rel_step=2.5/40 random start"),
+            Run(d, norm, "hoplon", "PGD-40", "sweep", "pgd steps=40 rel_step=2.5/40, first run from x"),
             lambda: make("pgd", norm=norm),
         )
     )
     add(
         hoplon_per_eps(
             p,
-            Run(d, norm, "hoplon", "PGD-40", "per-ε", "pgd steps=40 rel_step=2.5/40 random start"),
+            Run(d, norm, "hoplon", "PGD-40", "per-ε", "pgd steps=40 rel_step=2.5/40, first run from x"),
             lambda: make("pgd", norm=norm),
         )
     )
-    if not fast:  # how much of a PGD comparison is the random start's lottery
-        for seed in (1, 2):
+    if not fast:  # the random start's lottery (hoplon's former default; not counted against the targets)
+        for seed in (0, 1, 2):
             add(
                 hoplon_per_eps(
                     p,
-                    Run(d, norm, "hoplon", "PGD-40", f"per-ε seed {seed}", "same, evaluate(seed=…)"),
-                    lambda: make("pgd", norm=norm),
+                    Run(d, norm, "hoplon", "PGD-40", f"per-ε random start, seed {seed}", "pgd init=random"),
+                    lambda: make("pgd", norm=norm, init="random"),
                     seed=seed,
                 )
             )
@@ -598,8 +602,15 @@ def hoplon_heavy_runs(p: Problem, norm: str) -> list[Run]:
         add(
             hoplon_sweep(
                 p,
-                Run(d, norm, "hoplon", "worst-case (APGD classes)", "sweep", "APGD(loss=ce) → APGD(loss=margin)"),
-                lambda: [APGD(norm=norm, loss="ce"), APGD(norm=norm, loss="margin")],
+                Run(
+                    d,
+                    norm,
+                    "hoplon",
+                    "worst-case (APGD classes)",
+                    "sweep",
+                    "APGD(loss=ce) → APGD(loss=margin, init=random)",
+                ),
+                lambda: [APGD(norm=norm, loss="ce"), APGD(norm=norm, loss="margin", init="random")],
             )
         )
     return runs
@@ -612,6 +623,24 @@ def hoplon_cw_runs(p: Problem) -> list[Run]:
     d, norm = p.name, "l2"
     if "cw-l2" in ATTACKS:
         add(hoplon_cw_raw(p, Run(d, norm, "hoplon", "CW-L2", "min-norm", _cw_config())))
+        budget = PEER_CW["binary_search_steps"] * PEER_CW["steps"]
+        add(
+            hoplon_cw_raw(
+                p,
+                Run(
+                    d,
+                    norm,
+                    "hoplon",
+                    "CW-L2",
+                    "min-norm, torchattacks' budget",
+                    f"c=1 steps={budget} lr={PEER_CW['learning_rate']}, no binary search (torchattacks' CW)",
+                ),
+                binary_search_steps=1,
+                steps=budget,
+                learning_rate=PEER_CW["learning_rate"],
+                initial_const=1.0,
+            )
+        )
         add(
             hoplon_sweep(
                 p,
@@ -626,7 +655,7 @@ def _cw_config() -> str:
     cw = make("cw-l2")
     return (
         f"binary_search_steps={cw.binary_search_steps} steps={cw.steps} lr={cw.learning_rate} "  # type: ignore[attr-defined]
-        f"c0={cw.initial_const} κ=0 abort_early"
+        f"c0={cw.initial_const} (per sample) κ=0 abort_early"
     )  # type: ignore[attr-defined]
 
 
@@ -845,14 +874,18 @@ def peer_heavy_runs(p: Problem, norm: str) -> list[Run]:
 
 
 def peer_cw_runs(p: Problem) -> list[Run]:
-    """CW-L2 (minimum norm), configured like hoplon's ``cw-l2`` defaults."""
+    """CW-L2 (minimum norm) at ``PEER_CW``: the paper's search rule with hoplon's steps and learning rate."""
     runs: list[Run] = []
     add = runs.append
     d, norm = p.name, "l2"
     x_np, y_np, _, box, ta_note, _, fool = _peer_setup(p, norm)
     if "cw-l2" in ATTACKS:
-        cw = make("cw-l2")
-        bs, st, lr, c0 = cw.binary_search_steps, cw.steps, cw.learning_rate, cw.initial_const  # type: ignore[attr-defined]
+        bs, st, lr, c0 = (
+            PEER_CW["binary_search_steps"],
+            PEER_CW["steps"],
+            PEER_CW["learning_rate"],
+            PEER_CW["initial_const"],
+        )
         add(
             min_norm_run(
                 p,
@@ -950,7 +983,7 @@ def table(runs: list[Run], p: Problem, norm: str) -> str:
             lines.append("| " + " | ".join(cells) + " |")
             continue
         last = r.per_eps.get(eps[-1], {})
-        if r.mode == "min-norm":
+        if r.mode.startswith("min-norm"):
             raw = r.per_eps["raw"]
             median = raw["median_l2"]
             asr = f"{_pct(raw['success_rate'])} (unbounded)"
@@ -958,7 +991,7 @@ def table(runs: list[Run], p: Problem, norm: str) -> str:
             median = last.get("median_linf" if norm == "linf" else "median_l2")
             asr = _pct(last.get("success_rate"))
         invalid = max((s["n_invalid"] for k, s in r.per_eps.items() if k != "raw"), default=0)
-        if r.mode == "min-norm":
+        if r.mode.startswith("min-norm"):
             invalid = r.per_eps["raw"]["n_invalid"]
         cells = (
             [r.library, r.attack, r.mode, str(r.n)]
@@ -982,16 +1015,21 @@ def target_checks(runs: list[Run], p: Problem, norm: str) -> list[dict[str, Any]
         if not mine or not theirs:
             continue
         for m in mine:
+            # A row run at one peer's exact budget is compared with that peer only.
+            budget = "budget" in m.mode
+            pool = [t for t in theirs if t.library.startswith("torchattacks")] if budget else theirs
+            if not pool:
+                continue
             gaps = {}
             for e in eps:
-                peer_best = min(t.per_eps[e]["robust_accuracy"] for t in theirs if e in t.per_eps)
+                peer_best = min(t.per_eps[e]["robust_accuracy"] for t in pool if e in t.per_eps)
                 gaps[e] = m.per_eps[e]["robust_accuracy"] - peer_best if e in m.per_eps else None
-            fastest = min(theirs, key=lambda t: t.cpu_s)
+            fastest = min(pool, key=lambda t: t.cpu_s)
             out.append(
                 {
                     "dataset": p.name,
                     "norm": norm,
-                    "family": family,
+                    "family": f"{family} (vs torchattacks, same budget)" if budget else family,
                     "hoplon": f"{m.attack} [{m.mode}]",
                     "ra_gap_pp": {e: (None if g is None else round(100 * g, 2)) for e, g in gaps.items()},
                     "ra_met": all(g is not None and g <= 1e-9 for g in gaps.values()),
@@ -1004,7 +1042,7 @@ def target_checks(runs: list[Run], p: Problem, norm: str) -> list[dict[str, Any]
     # Overall, on the same samples: hoplon's strongest row against the strongest peer row, per ε.
     for n in sorted({r.n for r in ok}):
         mine = [r for r in ok if r.library == "hoplon" and r.n == n and r.mode in ("sweep", "per-ε")]
-        theirs = [r for r in peers if r.n == n and r.mode != "min-norm"]
+        theirs = [r for r in peers if r.n == n and not r.mode.startswith("min-norm")]
         if not mine or not theirs:
             continue
         best = {e: min(r.per_eps[e]["robust_accuracy"] for r in mine if e in r.per_eps) for e in eps}

@@ -119,6 +119,7 @@ def test_dlr_needs_enough_classes(cancer_target: TorchTarget, cancer_test: Datas
         ({"n_target_classes": 0}, "The 'n_target_classes' parameter of APGD must be an int >= 1. Got 0."),
         ({"rho": 0.0}, r"The 'rho' parameter of APGD must be a float in \(0, 1\]. Got 0.0."),
         ({"momentum": 1.5}, r"The 'momentum' parameter of APGD must be a float in \[0, 1\]. Got 1.5."),
+        ({"init": "zero"}, "The 'init' parameter of APGD must be 'x' or 'random'. Got 'zero'."),
     ],
 )
 def test_invalid_configuration_is_refused(config: dict[str, object], message: str) -> None:

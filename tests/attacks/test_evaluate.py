@@ -64,9 +64,10 @@ def test_per_feature_box_is_respected(cancer_target: TorchTarget, cancer_test: D
 
 def test_same_seed_same_output(digits_target: TorchTarget, digits_test: Dataset) -> None:
     x, y = digits_test.x[:40], digits_test.y[:40]
-    runs = [evaluate(PGD(steps=5), digits_target, x, y, eps=[0.1], seed=3, bounds=digits_test.bounds) for _ in range(2)]
+    attack = PGD(steps=5, init="random")
+    runs = [evaluate(attack, digits_target, x, y, eps=[0.1], seed=3, bounds=digits_test.bounds) for _ in range(2)]
     assert torch.equal(runs[0].outcomes[0].x_adv, runs[1].outcomes[0].x_adv)
-    other = evaluate(PGD(steps=5), digits_target, x, y, eps=[0.1], seed=4, bounds=digits_test.bounds)
+    other = evaluate(attack, digits_target, x, y, eps=[0.1], seed=4, bounds=digits_test.bounds)
     assert not torch.equal(runs[0].outcomes[0].x_adv, other.outcomes[0].x_adv)
 
 
@@ -149,6 +150,7 @@ def test_white_box_attacks_refuse_black_box_targets(tmp_path, cancer_model, canc
         (lambda: PGD(steps=0), "'steps' parameter of PGD must be an int >= 1. Got 0"),
         (lambda: PGD(norm="l7"), "'norm' parameter of PGD"),  # type: ignore[arg-type]
         (lambda: PGD(rel_stepsize=2.0), "'rel_stepsize' parameter of PGD must be in"),
+        (lambda: PGD(init="zero"), "The 'init' parameter of PGD must be 'x' or 'random'. Got 'zero'."),  # type: ignore[arg-type]
         (lambda: FGSM(loss="dlr"), "'loss' parameter of FGSM"),
         (lambda: make("nope"), "Unknown attack 'nope'"),
     ],

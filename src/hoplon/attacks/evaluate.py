@@ -134,7 +134,7 @@ def evaluate(
     if clean_correct is None and prior is None and len(x) and _one_step(chain[0]) is not None:
         # A one-step attack's gradient pass at x also gives the clean predictions: no separate clean pass.
         first = _Directions(cast(OneStep, chain[0]), target, x, y, seed, batch_size)
-        clean_correct = first.compute(torch.arange(len(x))).argmax(1) == y
+        clean_correct = first.compute_all().argmax(1) == y
         steps[0] = first
     elif clean_correct is None:
         clean_correct = prior.clean_correct if prior is not None else target.predict(x).argmax(1) == y
@@ -163,6 +163,9 @@ def evaluate(
                 todo = (clean_correct & ~fooled).nonzero().squeeze(1)
                 if todo.numel() == 0:
                     break
+                # Every sample still to attack (the usual first pass): the inputs themselves, no gathered copy.
+                everyone = todo.numel() == len(x)
+                x_todo, y_todo = (x, y) if everyone else (x[todo], y[todo])
                 if attack.info.kind == "minimum-norm":
                     candidates = _minimum_norm_candidates(
                         attack,
@@ -184,15 +187,14 @@ def evaluate(
                     candidates, y_goal = steps[a_index].candidates(todo, e, bounds)
                 else:
                     generator = torch.Generator().manual_seed(seed * 1_000_003 + e_index * 7_919 + a_index * 104_729)
-                    candidates, y_goal = _run_batched(
-                        attack, target, x[todo], y[todo], e, bounds, generator, batch_size
-                    )
-                candidates = clip_to_ball_and_box(x[todo], candidates, norm, e, bounds)
+                    candidates, y_goal = _run_batched(attack, target, x_todo, y_todo, e, bounds, generator, batch_size)
+                candidates = clip_to_ball_and_box(x_todo, candidates, norm, e, bounds)
                 pred = target.predict(candidates).argmax(1)
-                success = pred == y_goal if y_goal is not None else pred != y[todo]
-                hit = todo[success]
+                success = pred == y_goal if y_goal is not None else pred != y_todo
+                found = success.nonzero().squeeze(1)  # indices once: each boolean-mask lookup scans again
+                hit = found if everyone else todo[found]
                 fooled[hit] = True
-                best[hit] = candidates[success]
+                best[hit] = candidates[found]
                 if progress is not None:
                     progress(int(todo.numel()))
         except BudgetExceeded as exc:
@@ -272,14 +274,39 @@ class _Directions:
 
         self.attack, self.target, self.x, self.y, self.batch = attack, target, x, y, batch
         self.generator = torch.Generator().manual_seed(seed * 1_000_003 + 15_485_863)
-        self.step = torch.zeros_like(x)
+        self._step: torch.Tensor | None = None
         self.goal: torch.Tensor | None = None
         self.have = torch.zeros(len(x), dtype=torch.bool)
+        self.complete = False
+
+    @property
+    def step(self) -> torch.Tensor:
+        import torch
+
+        if self._step is None:
+            self._step = torch.zeros_like(self.x)
+        return self._step
+
+    def compute_all(self) -> torch.Tensor:
+        """The directions of every row (none computed yet); returns the logits at x."""
+        import torch
+
+        if len(self.x) > self.batch or bool(self.have.any()):
+            return self.compute(torch.arange(len(self.x)))
+        # One batch: the attack's outputs are the tables themselves (no index copies).
+        step, goal, scores = self.attack.direction(self.target, self.x, self.y, self.generator)
+        if step.shape != self.x.shape:
+            raise InputError(f"A one-step attack returned directions of shape {tuple(step.shape)}.")
+        self._step, self.goal, self.complete = step.detach(), goal, True
+        self.have.fill_(True)
+        return scores.detach()
 
     def compute(self, rows: torch.Tensor) -> torch.Tensor:
         """Fill in the directions of ``rows`` not computed yet; returns the logits at x of those rows."""
         import torch
 
+        if self.complete:
+            return torch.empty(0)
         rows = rows[~self.have[rows]]
         logits = []
         for start in range(0, len(rows), self.batch):
@@ -294,12 +321,17 @@ class _Directions:
                 self.goal[part] = goal
             logits.append(scores.detach())
         self.have[rows] = True
+        self.complete = bool(self.have.all())
         return torch.cat(logits) if logits else torch.empty(0)
 
     def candidates(self, rows: torch.Tensor, eps: float, bounds: Bounds) -> tuple[torch.Tensor, torch.Tensor | None]:
+        import torch
+
         self.compute(rows)
+        if rows.numel() == len(self.x):  # every row, in order: no gathered copies
+            return bounds.clip(torch.add(self.x, self.step, alpha=eps)), self.goal
         goal = self.goal[rows] if self.goal is not None else None
-        return bounds.clip(self.x[rows] + eps * self.step[rows]), goal
+        return bounds.clip(torch.add(self.x[rows], self.step[rows], alpha=eps)), goal
 
 
 def _minimum_norm_candidates(

@@ -42,13 +42,15 @@ ProgressFactory = Callable[[str, int], Callable[[int], None]]
 def auto_attacks(norm: Norm, n_classes: int) -> list[Attack]:
     """AutoAttack's gradient-based pair: APGD-CE, then APGD-T (targeted DLR) on what is left.
 
-    With fewer than four classes the targeted DLR loss is undefined; APGD with the margin loss stands in.
+    With fewer than four classes the targeted DLR loss is undefined; APGD with the margin loss stands in. Only
+    the first attack starts at the clean input; the second starts at random points, where the first has not
+    looked (APGD-T does so after its first target class).
     """
     if n_classes >= 4:
         return [make("apgd-ce", norm=norm), make("apgd-t", norm=norm, n_target_classes=min(9, n_classes - 1))]
     from hoplon.attacks.evasion import APGD
 
-    return [make("apgd-ce", norm=norm), APGD(norm=norm, loss="margin")]
+    return [make("apgd-ce", norm=norm), APGD(norm=norm, loss="margin", init="random")]
 
 
 def black_box_attacks(norm: Norm, target: Target) -> list[Attack]:

