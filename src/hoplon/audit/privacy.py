@@ -8,7 +8,7 @@ import math
 import shlex
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,13 +20,15 @@ from hoplon.attacks.privacy import (
     PRIVACY_ATTACKS,
     AttributeInference,
     MIFace,
-    ReferenceModels,
     make_privacy_attack,
-    matched_n_in,
-    train_references,
-    train_shadow_models,
 )
 from hoplon.attacks.privacy.shadow import MIN_SHADOW_ROWS
+from hoplon.audit.privacy_references import (
+    ProgressFactory,
+    check_population,
+    row_keys,
+    train_attack_models,
+)
 from hoplon.core.errors import InputError
 from hoplon.core.finding import Finding, Severity
 from hoplon.core.report import Asset, Report
@@ -62,22 +64,10 @@ log = logging.getLogger(__name__)
 DEFAULT_PRIVACY_ATTACKS: tuple[str, ...] = ("loss", "lira-online", "lira-offline", "rmia", "shadow")
 TOP_EXPOSED = 10
 ROC_POINTS = 60
-SHADOW_POPULATION = (
-    "Shadow models trained by the recipe on balanced halves of up to twice the training set's size of --population "
-    "records, which are disjoint from the audited training and holdout records (Shokri et al.'s setting)."
-)
-SHADOW_FALLBACK = (
-    "No --population data: the shadow models are the reference models, trained by the recipe on halves of the "
-    "audited training and holdout records. Shokri et al. assume shadow data disjoint from the target's training "
-    "data; this fallback gives the attacker the audited records, a stronger assumption than the paper's. Pass "
-    "--population with records disjoint from --train and --holdout for the paper's setting."
-)
 REMEDIATION = (
     "Train with differential privacy (hoplon harden dp --epsilon 3) or regularise and stop earlier; re-run this "
     "audit on the new model to confirm the leak at low false-positive rates has closed."
 )
-
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,34 +83,6 @@ class AuditedModel:
     test_accuracy: float | None = None
     recipe: Recipe | None = None
     digest: str | None = None
-
-
-def _row_keys(x: torch.Tensor) -> list[bytes]:
-    return [bytes(r.contiguous().numpy().astype("<f4").tobytes()) for r in x.detach().cpu()]
-
-
-def check_population(population: Dataset, audited: Sequence[Dataset]) -> None:
-    """Refuse population data that shares records with the audited sets (found by value) or whose sample
-    shape differs: population records are by definition not audited, and shadow models must train on data
-    disjoint from the audited records.
-
-    Raises:
-        InputError: a shared record or a different sample shape.
-    """
-    keys = {k for data in audited for k in _row_keys(data.x)}
-    for data in audited:
-        if data.sample_shape != population.sample_shape:
-            raise InputError(
-                f"The population data have sample shape {population.sample_shape}, the audited data "
-                f"{data.sample_shape}."
-            )
-    shared = sum(k in keys for k in _row_keys(population.x))
-    if shared:
-        raise InputError(
-            f"The population data (--population) share {shared} of their {population.n} records with the training "
-            "or holdout set; population data must be disjoint from the audited records (shadow models train on "
-            "them, RMIA compares against them). Remove the shared records."
-        )
 
 
 def check_splits(members: Dataset, nonmembers: Dataset) -> tuple[Dataset, Dataset, int]:
@@ -144,13 +106,13 @@ def check_splits(members: Dataset, nonmembers: Dataset) -> tuple[Dataset, Datase
             "The training and holdout sets must cover the same classes, or membership scores compare classes "
             f"rather than records: only in training: {only_in or 'none'}; only in holdout: {only_out or 'none'}."
         )
-    holdout_keys = set(_row_keys(nonmembers.x))
-    member_keys = _row_keys(members.x)
+    holdout_keys = set(row_keys(nonmembers.x))
+    member_keys = row_keys(members.x)
     shared = {k for k in member_keys if k in holdout_keys}
     if not shared:
         return members, nonmembers, 0
     keep_in = torch.tensor([k not in shared for k in member_keys])
-    keep_out = torch.tensor([k not in shared for k in _row_keys(nonmembers.x)])
+    keep_out = torch.tensor([k not in shared for k in row_keys(nonmembers.x)])
     n_in, n_out = int((~keep_in).sum()), int((~keep_out).sum())
     log.warning(
         "%d training and %d holdout records appear in both sets; membership metrics leave them out "
@@ -300,8 +262,6 @@ def privacy(
     """
     import torch
 
-    from hoplon.recipes import ModelCache
-
     audited = [m if isinstance(m, AuditedModel) else AuditedModel(target=m) for m in models]
     if not audited:
         raise InputError("The privacy audit needs at least one model.")
@@ -333,84 +293,33 @@ def privacy(
         for n in attacks
     ]
     needs_refs = any(type(a).info.needs_references for a in attack_objs)
-    cache = ModelCache(cache_dir) if cache_dir is not None else None
-    ref_sets: dict[str, ReferenceModels] = {}
-    shadow_sets: dict[str, ReferenceModels] = {}
-    shadow_data: dict[str, Any] | None = None
+    attack_models = None
     if needs_refs:
         if recipe is None and any(a.recipe is None for a in audited):
             raise InputError("LiRA, RMIA and the shadow-model attack need the training recipe (--recipe).")
-        pool_x, pool_y = x, y
-        is_pop = torch.zeros(len(x), dtype=torch.bool)
-        if population is not None:
-            pool_x = torch.cat([x, population.x])
-            pool_y = torch.cat([y, population.y])
-            is_pop = torch.cat([is_pop, torch.ones(population.n, dtype=torch.bool)])
-        for a in audited:
-            r = a.recipe or recipe
-            assert r is not None  # checked above
-            key = r.digest()
-            if key in ref_sets:
-                continue
-            tick = progress("references", n_references) if progress is not None else None
-            ref_sets[key] = train_references(
-                r,
-                pool_x,
-                pool_y,
-                n_models=n_references,
-                n_classes=n_classes,
-                is_population=is_pop,
-                n_in=matched_n_in(n_references, members.n, members.n + nonmembers.n),
-                seed=seed,
-                cache=cache,
-                bounds=members.bounds,
-                progress=tick,
-            )
-            if disjoint_shadows and population is not None:
-                tick = progress("shadow models", n_references) if progress is not None else None
-                shadow_sets[key] = train_shadow_models(
-                    r,
-                    population.x,
-                    population.y,
-                    n_train=members.n,
-                    n_models=n_references,
-                    n_classes=n_classes,
-                    seed=seed,
-                    cache=cache,
-                    bounds=members.bounds,
-                    progress=tick,
-                )
-        if "shadow" in attacks:
-            if disjoint_shadows and population is not None:
-                n_rows = min(population.n, 2 * members.n)
-                shadow_data = {
-                    "source": "population",
-                    "n_models": n_references,
-                    "n_rows": n_rows,
-                    "n_population": population.n,
-                    "rows_per_model": n_rows // 2,
-                    "note": SHADOW_POPULATION,
-                }
-            else:
-                shadow_data = {
-                    "source": "audited-records",
-                    "n_models": n_references,
-                    "n_rows": len(x),
-                    "rows_per_model": round(len(x) * matched_n_in(n_references, members.n, len(x)) / n_references),
-                    "note": SHADOW_FALLBACK,
-                }
-                log.warning("%s", SHADOW_FALLBACK)
+        attack_models = train_attack_models(
+            [_recipe_of(a, recipe) for a in audited],
+            members,
+            nonmembers,
+            population=population,
+            n_references=n_references,
+            n_classes=n_classes,
+            shadow="shadow" in attacks,
+            seed=seed,
+            cache_dir=cache_dir,
+            progress=progress,
+        )
+    shadow_data = attack_models.shadow_data if attack_models is not None else None
     rows: list[dict[str, Any]] = []
     roc: dict[str, dict[str, Any]] = {}
     exposed: list[dict[str, Any]] = []
     for a in audited:
-        refs = ref_sets.get((a.recipe or recipe).digest()) if needs_refs else None  # type: ignore[union-attr]
         best: tuple[tuple[float, float], torch.Tensor, str] | None = None
         for attack in attack_objs:
             is_shadow = type(attack).info.name == "shadow"
-            attack_refs = refs
-            if is_shadow and shadow_sets:
-                attack_refs = shadow_sets[(a.recipe or recipe).digest()]  # type: ignore[union-attr]
+            attack_refs = None
+            if attack_models is not None:
+                attack_refs = attack_models.for_attack(_recipe_of(a, recipe), shadow=is_shadow)
             start = time.process_time()
             result = attack.run(a.target, x, y, references=attack_refs, rng=torch.Generator().manual_seed(seed))
             cpu_s = time.process_time() - start
@@ -526,6 +435,13 @@ def privacy(
             "n_boot": n_boot,
         },
     )
+
+
+def _recipe_of(audited: AuditedModel, recipe: Recipe | None) -> Recipe:
+    used = audited.recipe or recipe
+    if used is None:
+        raise InputError(f"No training recipe for {audited.target.name}: pass --recipe.")
+    return used
 
 
 def _utility_rows(audited: Sequence[AuditedModel], rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -665,19 +581,31 @@ def _attribute(
 DEMO_MEMBERS = 150
 
 
-def demo_splits(name: str, *, n_members: int = DEMO_MEMBERS, seed: int = 0) -> tuple[Dataset, Dataset, Dataset]:
-    """Members, non-members (as many) and the remaining population of a built-in dataset, seeded."""
+def demo_splits(
+    name: str, *, n_members: int = DEMO_MEMBERS, n_nonmembers: int | None = None, seed: int = 0
+) -> tuple[Dataset, Dataset, Dataset]:
+    """Members, non-members (as many, or ``n_nonmembers``) and the remaining population of a built-in dataset,
+    seeded. The non-members of a larger ``n_nonmembers`` include those of the default split.
+
+    Raises:
+        InputError: a size below 1, or members and non-members that leave no population record.
+    """
     import torch
 
     from hoplon.data import demo
 
     data = demo(name, split="all")
+    n_out = n_members if n_nonmembers is None else n_nonmembers
+    if n_members < 1 or n_out < 1:
+        raise InputError(f"Demo splits need at least one member and one non-member. Got {n_members} and {n_out}.")
+    if n_members + n_out >= data.n:
+        raise InputError(
+            f"The demo {name} has {data.n} records; {n_members} members and {n_out} non-members leave no population."
+        )
     order = torch.randperm(data.n, generator=torch.Generator().manual_seed(seed))
-    if 2 * n_members >= data.n:
-        raise InputError(f"The demo {name} has {data.n} records; {n_members} members leave no holdout.")
     members = data.subset(order[:n_members].sort().values)
-    nonmembers = data.subset(order[n_members : 2 * n_members].sort().values)
-    population = data.subset(order[2 * n_members :].sort().values)
+    nonmembers = data.subset(order[n_members : n_members + n_out].sort().values)
+    population = data.subset(order[n_members + n_out :].sort().values)
     return (
         _renamed(members, f"{name}:members"),
         _renamed(nonmembers, f"{name}:holdout"),
