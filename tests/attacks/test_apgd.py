@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hoplon.attacks import APGD, PGD, Attack, evaluate, make
-from hoplon.attacks.evasion._private import flat_norm
 from hoplon.attacks.evasion.apgd import checkpoints
+from hoplon.attacks.evasion.ops import flat_norm
 from hoplon.core import InputError
 from hoplon.data import Dataset
 from hoplon.metrics import robustness_rows

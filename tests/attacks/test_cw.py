@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hoplon.attacks import PGD, CarliniWagnerL2, evaluate, make
-from hoplon.attacks.evasion._private import flat_norm, margin_loss
+from hoplon.attacks.evasion.ops import flat_norm, margin_loss
 from hoplon.core import InputError
 from hoplon.data import Dataset
 from hoplon.targets import Bounds, TorchTarget

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from hoplon.attacks import FGSM, CarliniWagnerL2, evaluate
 from hoplon.attacks.evasion import cw as cw_module
-from hoplon.attacks.evasion._private import BallBox, ascent_direction, clip_to_ball_and_box, flat_norm, unit_step
+from hoplon.attacks.evasion.ops import BallBox, ascent_direction, clip_to_ball_and_box, flat_norm, unit_step
 from hoplon.data import Dataset
 from hoplon.targets import Bounds, TorchTarget
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hoplon.attacks import APGD, PGD, Attack, evaluate
-from hoplon.attacks.evasion._private import flat_norm
+from hoplon.attacks.evasion.ops import flat_norm
 from hoplon.data import Dataset
 from hoplon.targets import Bounds, TorchTarget
 

@@ -9,7 +9,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from hoplon.attacks import HopSkipJump, SquareAttack, evaluate, make
-from hoplon.attacks.evasion._private import flat_norm
+from hoplon.attacks.evasion.ops import flat_norm
 from hoplon.core import InputError
 from hoplon.data import Dataset
 from hoplon.targets import (

@@ -4,7 +4,7 @@ It does what no attack is trusted to do for itself: it projects each candidate o
 input box, re-checks success by querying the target, keeps the best adversarial example found so far
 across attacks, restarts and increasing ε, and counts queries and CPU time per ε. Passing several attacks
 runs them as a worst-case ensemble (AutoAttack's protocol): each attack only sees the samples all the
-previous ones failed on. A one-step attack (FGSM, see :class:`~hoplon.attacks.evasion._private.OneStep`) is
+previous ones failed on. A one-step attack (FGSM, see :class:`~hoplon.attacks.evasion.ops.OneStep`) is
 asked for its directions once per sample and reused at every ε; when it comes first and no clean predictions
 are given, the same forward pass supplies them.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from hoplon.attacks.evasion._private import OneStep, clip_to_ball_and_box
+from hoplon.attacks.evasion.ops import OneStep, clip_to_ball_and_box
 from hoplon.attacks.types import Attack, Norm
 from hoplon.core.errors import BudgetExceeded, InputError
 from hoplon.targets.types import require

@@ -32,7 +32,7 @@ def attack_success_rate(clean_correct: torch.Tensor, is_adv: torch.Tensor) -> fl
 
 def perturbation_norms(x: torch.Tensor, x_adv: torch.Tensor, norm: Norm) -> torch.Tensor:
     """Per-sample norm of ``x_adv - x``."""
-    from hoplon.attacks.evasion._private import flat_norm
+    from hoplon.attacks.evasion.ops import flat_norm
 
     return flat_norm(x_adv - x, norm)
 

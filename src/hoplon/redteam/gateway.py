@@ -353,8 +353,8 @@ def _surrogate(
     """Held-out accuracy and (with a victim) fidelity of a surrogate trained on the first ``upto`` answers."""
     import torch
 
-    from hoplon.attacks.extraction._private import default_surrogate, train_surrogate
     from hoplon.attacks.extraction.metrics import agreement
+    from hoplon.attacks.extraction.surrogates import default_surrogate, train_surrogate
 
     xs, ys = target.log_x[:upto], target.log_y[:upto]
     if not xs:

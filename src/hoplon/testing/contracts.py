@@ -65,7 +65,7 @@ def check_attack(
     import torch
 
     from hoplon.attacks.evaluate import evaluate
-    from hoplon.attacks.evasion._private import flat_norm
+    from hoplon.attacks.evasion.ops import flat_norm
 
     check_attack_metadata(attack)
     raw = attack.run(target, x, y, eps=eps, bounds=bounds, rng=torch.Generator().manual_seed(0))

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from hoplon.attacks.evasion._private import (
+from hoplon.attacks.evasion.ops import (
     Loss,
     ascent_direction,
     check_eps,

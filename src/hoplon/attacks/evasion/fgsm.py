@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from hoplon.attacks.evasion._private import Loss, check_eps, random_target_classes, summed_loss, unit_step
+from hoplon.attacks.evasion.ops import Loss, check_eps, random_target_classes, summed_loss, unit_step
 from hoplon.attacks.registry import register
 from hoplon.attacks.types import AdversarialBatch, AttackInfo, Norm
 from hoplon.core.errors import InputError

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from hoplon.attacks.evasion._blackbox import affordable
-from hoplon.attacks.evasion._private import flat_norm
+from hoplon.attacks.evasion.ops import flat_norm
 from hoplon.attacks.registry import register
 from hoplon.attacks.types import AdversarialBatch, AttackInfo, Norm
 from hoplon.core.errors import InputError

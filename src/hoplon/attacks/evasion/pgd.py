@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from hoplon.attacks.evasion._private import (
+from hoplon.attacks.evasion.ops import (
     BallBox,
     Loss,
     check_eps,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from hoplon.attacks.evasion._blackbox import affordable, image_view, score_margin
-from hoplon.attacks.evasion._private import check_eps
+from hoplon.attacks.evasion.ops import check_eps
 from hoplon.attacks.registry import register
 from hoplon.attacks.types import AdversarialBatch, AttackInfo, Norm
 from hoplon.core.errors import InputError

@@ -4,7 +4,6 @@
 :class:`ExtractedModel` (the surrogate and the ordered query log a gateway detector would see).
 """
 
-from hoplon.attacks.extraction._private import transformed_digits
 from hoplon.attacks.extraction.jbda import JacobianAugmentation
 from hoplon.attacks.extraction.knockoff import EXTRACTION_TAXONOMY, KnockoffNets
 from hoplon.attacks.extraction.metrics import agreement, fidelity
@@ -14,6 +13,7 @@ from hoplon.attacks.extraction.registry import (
     make_extraction_attack,
     register_extraction,
 )
+from hoplon.attacks.extraction.surrogates import transformed_digits
 from hoplon.attacks.extraction.types import ExtractedModel
 
 __all__ = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from hoplon.attacks.extraction._private import default_surrogate, labels_only, query, train_surrogate
 from hoplon.attacks.extraction.registry import register_extraction
+from hoplon.attacks.extraction.surrogates import default_surrogate, labels_only, query, train_surrogate
 from hoplon.attacks.extraction.types import ExtractedModel
 from hoplon.attacks.types import AttackInfo
 from hoplon.core.errors import InputError

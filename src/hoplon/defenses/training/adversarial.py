@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from hoplon.attacks.evasion._private import ascent_direction, clip_to_ball_and_box, random_start
+from hoplon.attacks.evasion.ops import ascent_direction, clip_to_ball_and_box, random_start
 from hoplon.core.errors import InputError
 
 if TYPE_CHECKING:

@@ -1,4 +1,7 @@
-"""Helpers shared by the evasion attacks: norms, projections, random starts, step directions, losses.
+"""Perturbation operations: norms, projections, random starts, step directions, losses.
+
+Shared by the evasion attacks, adversarial training (``hoplon.defenses``), the robustness metrics and the
+attack contract tests, so public rather than a package-private ``_private.py``.
 
 All functions are batched over the first axis and torch-native.
 """

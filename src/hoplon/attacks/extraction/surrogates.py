@@ -1,4 +1,5 @@
-"""Helpers shared by the extraction attacks: surrogate training, querying and transfer sets."""
+"""Surrogate models for the extraction attacks: training, querying and transfer sets (also used by
+``hoplon redteam gateway``, hence public)."""
 
 from __future__ import annotations
 
