@@ -125,3 +125,27 @@ def test_a_burst_larger_than_a_pipe_is_written_whole_and_in_order(tmp_path: Path
         assert ledger.size == 5000
     assert [e.body["i"] for e in Ledger.open(url).entries()] == list(range(5000))
     assert verify_url(url).ok
+
+
+def test_records_posted_on_event_loops_are_sent_by_the_loop_and_never_stranded(tmp_path: Path) -> None:
+    import asyncio
+
+    url = f"sqlite:///{tmp_path / 'loop.db'}"
+    with Ledger.open(url, writer="process") as ledger:
+        assert isinstance(ledger, ProcessLedger)
+
+        async def post(first: int, wait_s: float) -> None:
+            for i in range(first, first + 50):
+                ledger.post({"i": i})
+            await asyncio.sleep(wait_s)
+
+        asyncio.run(post(0, 0.1))  # the loop's own timer sends these
+        deadline = time.time() + 10
+        while ledger.size < 50 and time.time() < deadline:
+            time.sleep(0.02)
+        assert ledger.size == 50
+        asyncio.run(post(50, 0.0))  # this loop ends before its send is due: a flush still sends them
+        asyncio.run(post(100, 0.0))  # and a new loop schedules its own send
+        ledger.flush()
+        assert ledger.size == 150
+    assert [e.body["i"] for e in Ledger.open(url).entries()] == list(range(150))
