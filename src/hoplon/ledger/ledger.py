@@ -164,6 +164,9 @@ class Ledger:
         on_error: called with the exception when a commit fails (for metrics and alerts).
     """
 
+    #: ``commit_delay_s`` when it is not given and the ledger is not durable.
+    default_commit_delay_s = 0.005
+
     def __init__(
         self,
         url: str,
@@ -187,7 +190,9 @@ class Ledger:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
         self.max_batch = max_batch
-        self.commit_delay_s = (0.0 if durable else 0.005) if commit_delay_s is None else commit_delay_s
+        if commit_delay_s is None:
+            commit_delay_s = 0.0 if durable else self.default_commit_delay_s
+        self.commit_delay_s = commit_delay_s
         self.on_error = on_error
         self.write_errors = 0
         self.appended = 0
