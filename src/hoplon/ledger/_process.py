@@ -147,7 +147,8 @@ class ProcessLedger(Ledger):
         self._gone = False
         self._urgent = False  # a control waits: the sender writes without gathering
         self._scheduled_on: asyncio.AbstractEventLoop | None = None  # a loop with a send scheduled
-        self._send_lock = threading.Lock()
+        self._send_lock = threading.Lock()  # one writer to the pipe at a time
+        self._buffer_lock = threading.Lock()  # appends against the swap in ``_send``
         self._unsent = b""
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "hoplon.ledger._process"],
@@ -197,7 +198,7 @@ class ProcessLedger(Ledger):
     def healthy(self) -> bool:
         return not self._closed and self._proc.poll() is None and self._receiver.is_alive()
 
-    # The request path: encode, buffer, wake the sender.
+    # The request path: encode, buffer; the caller's event loop sends the buffer, or else the sender thread.
 
     def _enqueue(self, frame: bytes) -> None:
         if self._closed or self._stopping:
@@ -206,7 +207,8 @@ class ProcessLedger(Ledger):
             raise LedgerError("The ledger writer process has exited; records cannot be written.")
         if len(self._buffer) >= _MAX_BUFFERED:
             raise LedgerError(f"The ledger writer process is {len(self._buffer)} records behind; refusing more.")
-        self._buffer.append(frame)
+        with self._buffer_lock:  # a sender in another thread may be swapping the buffer out
+            self._buffer.append(frame)
         if not self.commit_delay_s:
             self._wake.set()  # durable: the sender writes at once
             return
@@ -225,7 +227,11 @@ class ProcessLedger(Ledger):
     def _send_from_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._scheduled_on is loop:
             self._scheduled_on = None
-        if not self._send(block=False):
+        try:
+            sent = self._send(block=False)
+        except OSError:  # the child is gone: the receiver sees it and fails what waits
+            return
+        if not sent:
             self._wake.set()  # the pipe is full or the sender holds it: the sender thread takes over
 
     def _send(self, *, block: bool) -> bool:
@@ -234,7 +240,8 @@ class ProcessLedger(Ledger):
         if not self._send_lock.acquire(blocking=block):
             return False
         try:
-            batch, self._buffer = self._buffer, []
+            with self._buffer_lock:
+                batch, self._buffer = self._buffer, []
             data = self._unsent + b"".join(batch)
             while data:
                 try:
@@ -287,7 +294,8 @@ class ProcessLedger(Ledger):
         if self._gone:
             del self._waiting[ident]
             raise LedgerError("The ledger writer process has exited.")
-        self._buffer.append(_frame(b"C", orjson.dumps([ident, action])))
+        with self._buffer_lock:
+            self._buffer.append(_frame(b"C", orjson.dumps([ident, action])))
         self._urgent = True
         self._wake.set()
         return done
