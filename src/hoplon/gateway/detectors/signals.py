@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 
 from hoplon.core.errors import InputError
-from hoplon.gateway.detectors.types import Alarm, IdentityLRU, PortableDetector, adopt_tables, pack_state, unpack_state
+from hoplon.gateway.detectors.types import (
+    Alarm,
+    IdentityLRU,
+    PortableDetector,
+    adopt_tables,
+    pack_flags,
+    pack_state,
+    unpack_flags,
+    unpack_state,
+)
 
 __all__ = ["LowMargin", "QueryVolume"]
 
@@ -104,18 +113,14 @@ class LowMargin:
         window, count = self._states.peek(identity), self._counts.peek(identity)
         if window is None or count is None:
             return None
-        return pack_state({"window": self.window, "queries": count[0]}, {"low": np.asarray(window, bool)})
+        return pack_flags("low", window, self.window, count[0])
 
     def load(self, identity: str, data: bytes) -> bool:
-        meta, arrays = unpack_state(data)
-        low = arrays.get("low")
-        if meta.get("window") != self.window or low is None or low.ndim != 1 or len(low) > self.window:
-            self._states.put(identity, deque())
-            self._counts.put(identity, [0])
-            return False
-        self._states.put(identity, deque(bool(v) for v in low))
-        self._counts.put(identity, [max(int(meta.get("queries", 0)), 0)])
-        return True
+        loaded = unpack_flags("low", data, self.window)
+        low, queries = loaded if loaded is not None else (deque(), 0)
+        self._states.put(identity, low)
+        self._counts.put(identity, [queries])
+        return loaded is not None
 
     def observe(self, identity: str, x: np.ndarray, probs: np.ndarray | None) -> Alarm | None:
         if probs is None or probs.ndim != 2 or probs.shape[1] < 2:

@@ -24,7 +24,9 @@ from hoplon.gateway.detectors.types import (
     PortableDetector,
     adopt_tables,
     identity_hash,
+    pack_flags,
     pack_state,
+    unpack_flags,
     unpack_state,
 )
 
@@ -240,18 +242,14 @@ class SharedFingerprints:
         matches, count = self._matches.peek(identity), self._counts.peek(identity)
         if matches is None or count is None:
             return None
-        return pack_state({"window": self.window, "queries": count[0]}, {"matches": np.asarray(matches, bool)})
+        return pack_flags("matches", matches, self.window, count[0])
 
     def load(self, identity: str, data: bytes) -> bool:
-        meta, arrays = unpack_state(data)
-        matches = arrays.get("matches")
-        if meta.get("window") != self.window or matches is None or matches.ndim != 1 or len(matches) > self.window:
-            self._matches.put(identity, deque())
-            self._counts.put(identity, [0])
-            return False
-        self._matches.put(identity, deque(bool(m) for m in matches))
-        self._counts.put(identity, [max(int(meta.get("queries", 0)), 0)])
-        return True
+        loaded = unpack_flags("matches", data, self.window)
+        matches, queries = loaded if loaded is not None else (deque(), 0)
+        self._matches.put(identity, matches)
+        self._counts.put(identity, [queries])
+        return loaded is not None
 
     @property
     def entry_bytes(self) -> int:

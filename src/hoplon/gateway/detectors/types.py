@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -196,3 +196,19 @@ def unpack_state(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if offset != len(data):
         raise InputError("A detector state is longer than its header says.")
     return meta, arrays
+
+
+def pack_flags(name: str, flags: Iterable[bool], window: int, queries: int) -> bytes:
+    """The state of a detector that keeps a sliding window of per-query flags and a query count."""
+    return pack_state({"window": window, "queries": queries}, {name: np.fromiter(flags, dtype=bool)})
+
+
+def unpack_flags(name: str, data: bytes, window: int) -> tuple[deque[bool], int] | None:
+    """The inverse of :func:`pack_flags`: the flags and the count, or ``None`` when the state was saved under
+    another window (or holds no flags array of at most ``window`` entries). Malformed bytes raise as in
+    :func:`unpack_state`."""
+    meta, arrays = unpack_state(data)
+    flags = arrays.get(name)
+    if meta.get("window") != window or flags is None or flags.ndim != 1 or len(flags) > window:
+        return None
+    return deque(bool(v) for v in flags), max(int(meta.get("queries", 0)), 0)
