@@ -143,7 +143,6 @@ class ProcessLedger(Ledger):
         self._waiting: dict[int, Future[Any]] = {}
         self._buffer: list[bytes] = []
         self._wake = threading.Event()
-        self._stopping = False
         self._gone = False
         self._urgent = False  # a control waits: the sender writes without gathering
         self._scheduled_on: asyncio.AbstractEventLoop | None = None  # a loop with a send scheduled
@@ -191,7 +190,6 @@ class ProcessLedger(Ledger):
         self._receiver = threading.Thread(target=self._receive_loop, name="hoplon-ledger-receiver", daemon=True)
         self._sender.start()
         self._receiver.start()
-        self._thread = self._receiver  # ``healthy`` and the base class look at it
         atexit.register(_close_at_exit, weakref.ref(self))
 
     @property
@@ -201,7 +199,7 @@ class ProcessLedger(Ledger):
     # The request path: encode, buffer; the caller's event loop sends the buffer, or else the sender thread.
 
     def _enqueue(self, frame: bytes) -> None:
-        if self._closed or self._stopping:
+        if self._closed:
             raise LedgerError("The ledger is closed.")
         if self._gone:  # set by the receiver (no system call per record, as ``healthy`` would make)
             raise LedgerError("The ledger writer process has exited; records cannot be written.")
@@ -310,7 +308,6 @@ class ProcessLedger(Ledger):
         except Exception as exc:  # closing must finish: the child is stopped below either way
             log.error("ledger %s: the writer process did not stop cleanly: %s", self.url, exc)
         self._closed = True
-        self._stopping = True
         self._wake.set()
         self._sender.join(timeout=timeout_s)
         try:
@@ -330,7 +327,7 @@ class ProcessLedger(Ledger):
         while True:
             self._wake.wait()
             self._wake.clear()
-            if self.commit_delay_s and not self._stopping and not self._urgent:
+            if self.commit_delay_s and not self._closed and not self._urgent:
                 time.sleep(self.commit_delay_s)
             self._urgent = False
             try:
@@ -338,7 +335,7 @@ class ProcessLedger(Ledger):
             except OSError as exc:  # the child is gone: the receiver fails what waits
                 log.error("ledger %s: the writer process is unreachable: %s", self.url, exc)
                 return
-            if self._stopping and not self._buffer and not self._unsent:
+            if self._closed and not self._buffer and not self._unsent:
                 return
 
     def _receive_loop(self) -> None:
