@@ -15,7 +15,15 @@ import pytest
 
 from hoplon.gateway import Firewall, KeyStore, parse_config
 from hoplon.gateway.firewall import Receive, Scope, Send
-from hoplon.gateway.protocol import BadRequest, dump_json, load_json, parse_inputs, parse_json
+from hoplon.gateway.protocol import (
+    BadRequest,
+    Hardening,
+    dump_json,
+    harden_response,
+    load_json,
+    parse_inputs,
+    parse_json,
+)
 from hoplon.gateway.ratelimit import RateLimiter, _Check, _item, make_storage
 from hoplon.ledger import Ledger
 from hoplon.ledger.ledger import _canonical
@@ -48,18 +56,95 @@ def test_memory_fast_path_spends_what_the_strategies_read(tmp_path: Path) -> Non
     config = parse_config(raw, state_dir=tmp_path).rate_limits
     storage = make_storage("memory://")
     limiter = RateLimiter(config, storage)
-    assert limiter.per_identity is not None and limiter.daily is not None
+    assert limiter._identity is not None and limiter._daily is not None
     assert limiter.check("alice", "m", "10.0.0.1", 1) is None
     assert limiter.check("alice", "m", "10.0.0.1", 2) is None
-    moving = limiter.moving.get_window_stats(limiter.per_identity, "hoplon", "id", "alice")
-    fixed = limiter.fixed.get_window_stats(limiter.daily, "hoplon", "day", "alice")
-    assert (moving.remaining, fixed.remaining) == (1, 3)
+    moving = limiter.window(limiter._identity, ("alice",))
+    fixed = limiter.fixed.get_window_stats(limiter._daily.item, "hoplon", "day", "alice")
+    assert (moving[1], fixed.remaining) == (1, 3)
+    assert limiter.window(limiter._daily, ("alice",))[1] == 3
     refused = limiter.check("alice", "m", "10.0.0.1", 2)
     assert refused is not None and refused.limit == "per_identity"
-    assert limiter.fixed.get_window_stats(limiter.daily, "hoplon", "day", "alice").remaining == 3
+    assert limiter.fixed.get_window_stats(limiter._daily.item, "hoplon", "day", "alice").remaining == 3
     assert limiter.check("bob", "m", "10.0.0.1", 7) is not None  # more than the quota: refused, nothing spent
-    assert limiter.fixed.get_window_stats(limiter.daily, "hoplon", "day", "bob").remaining == 6
+    assert limiter.fixed.get_window_stats(limiter._daily.item, "hoplon", "day", "bob").remaining == 6
     storage.close()  # type: ignore[attr-defined]
+
+
+def test_memory_moving_window_decides_as_the_limits_strategy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A seeded run of hits of random cost at random times: the deque windows admit exactly what ``limits``'
+    own moving window (on its own memory storage) admits, and report the same room and reset time."""
+    import random
+
+    from limits.storage import MemoryStorage
+    from limits.strategies import MovingWindowRateLimiter
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr("time.time", lambda: clock[0])
+    item = _item("10/second")
+    check = _Check.of("per_identity", item, False, "id")
+    ours = make_storage("memory://")
+    theirs = MovingWindowRateLimiter(MemoryStorage())
+    rng = random.Random(0)
+    admitted = 0
+    for _ in range(400):
+        # (limits itself counts a hit exactly one window old as inside for admission and outside for the
+        # stats; real clocks never land there, so neither does this one)
+        clock[0] += rng.choice([0.0, 0.01, 0.05, 0.2, 0.5, 1.0, 1.3]) + rng.uniform(1e-6, 1e-3)
+        cost = rng.choice([1, 1, 1, 2, 3, 7, 11])
+        got = ours.moving_acquire(check.key(("alice",)), item.amount, check.expiry, cost)  # type: ignore[attr-defined]
+        assert got == theirs.hit(item, "hoplon", "id", "alice", cost=cost)
+        admitted += got
+        reset, remaining = ours.moving_stats(check.key(("alice",)), item.amount, check.expiry)  # type: ignore[attr-defined]
+        stats = theirs.get_window_stats(item, "hoplon", "id", "alice")
+        assert remaining == stats.remaining
+        if remaining < item.amount:  # (an empty window: limits reports the time of a stale, untrimmed hit)
+            assert reset == pytest.approx(stats.reset_time)
+    assert 50 < admitted < 400  # both admitting and refusing were exercised
+    ours.close()  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+@pytest.mark.parametrize("label_only", [False, True])
+@pytest.mark.parametrize("top_k", [None, 1, 3])
+@pytest.mark.parametrize("digits", [None, 0, 3])
+def test_small_outputs_harden_as_numpy_hardens_them(label_only: bool, top_k: int | None, digits: int | None) -> None:
+    """The plain-Python path for small, finite, noiseless outputs gives numpy's values byte for byte: ties,
+    negative scores (signed zeros), integers, halfway values."""
+    import random
+
+    rng = random.Random(hash((label_only, top_k, digits)) & 0xFFFF)
+    h = Hardening(label_only, top_k, digits, 0.0, b"k" * 32, ())
+    halfway = [0.0005, 0.0015, -0.0025, 2.5, -0.5, 1e-9, -1e-9, 0.1235, 7, -3, 0]
+    for _ in range(60):
+        rows, cols = rng.randint(1, 4), rng.randint(1, 6)
+        data = [rng.choice([rng.uniform(-2, 2), rng.choice(halfway)]) for _ in range(rows * cols)]
+        if rng.random() < 0.3:
+            data[1 % len(data)] = data[0]  # a tie
+        body = dump_json(
+            {"outputs": [{"name": "p", "shape": [rows, cols], "datatype": "FP64", "data": data}]}, plain=True
+        )
+        fast, fast_summary = harden_response(load_json(body)[0], [], h, finite=True)
+        slow, slow_summary = harden_response(load_json(body)[0], [], h, finite=False)
+        assert dump_json(fast, plain=True) == dump_json(slow, plain=True)
+        assert fast_summary == slow_summary
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 8, 8), (3, 64), (4, 2, 3), (5,), (2, 0)])
+def test_row_digests_hash_each_samples_float32_bytes(shape: tuple[int, ...]) -> None:
+    import hashlib
+
+    import numpy as np
+
+    from hoplon.gateway.protocol import ParsedInput
+
+    array = np.random.default_rng(0).normal(size=shape)
+    for view in (array, np.asfortranarray(array), array[:, ::-1] if array.ndim > 1 else array):
+        expected = [hashlib.sha256(np.asarray(row, dtype=np.float32).tobytes()).digest() for row in view]
+        assert ParsedInput(view, "inputs").row_digests() == expected
+    assert ParsedInput(np.zeros((0, 5)), "inputs").row_digests() == []
 
 
 # ---------------------------------------------------------------------------------------------- JSON

@@ -515,7 +515,7 @@ class Firewall:
             if (ctx.degraded or not has_scope(ctx.identity, "output", "scores")) and not hardening.label_only:
                 hardening = Hardening(True, None, None, 0.0, hardening.noise_key, hardening.strip_fields)
             digests = ctx.digests()
-            hardened, ctx.output = harden_response(doc, digests, hardening)
+            hardened, ctx.output = harden_response(doc, digests, hardening, finite=plain)
             ctx.stages["output"] = "pass" if out.mode == "enforce" else "shadow"
             if out.mode == "shadow":
                 return body
