@@ -147,6 +147,45 @@ def test_row_digests_hash_each_samples_float32_bytes(shape: tuple[int, ...]) -> 
     assert ParsedInput(np.zeros((0, 5)), "inputs").row_digests() == []
 
 
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+@pytest.mark.parametrize("n", [5, 3000])  # one by one, and the numpy fold of a large batch
+def test_stage_times_fold_into_what_observe_would_export(n: int) -> None:
+    import random
+
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from hoplon.gateway.metrics import _BUCKETS, STAGE_NAMES, StageTimes
+
+    def histogram() -> tuple[CollectorRegistry, Histogram]:
+        registry = CollectorRegistry()
+        return registry, Histogram("s", "s", ["stage"], buckets=_BUCKETS, registry=registry)
+
+    rng = random.Random(n)
+    # values on bucket bounds too: a bound belongs to its own bucket (le)
+    pairs = [(rng.randrange(len(STAGE_NAMES)), rng.choice([rng.expovariate(1e3), *_BUCKETS])) for _ in range(n)]
+    ours_registry, ours = histogram()
+    times = StageTimes(ours)
+    times.pending.extend(pairs)
+    times.fold()
+    assert times.pending == []
+    theirs_registry, theirs = histogram()
+    for stage, seconds in pairs:
+        theirs.labels(STAGE_NAMES[stage]).observe(seconds)
+
+    def samples(registry: CollectorRegistry) -> dict[str, float]:
+        lines = generate_latest(registry).decode().splitlines()
+        return {
+            k: float(v) for k, v in (line.rsplit(" ", 1) for line in lines if line[0] != "#" and "_created" not in line)
+        }
+
+    ours_samples, theirs_samples = samples(ours_registry), samples(theirs_registry)
+    assert ours_samples.keys() == theirs_samples.keys()
+    for key, value in theirs_samples.items():
+        assert ours_samples[key] == pytest.approx(value, rel=1e-9), key
+
+
 # ---------------------------------------------------------------------------------------------- JSON
 
 

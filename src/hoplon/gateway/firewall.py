@@ -28,7 +28,7 @@ from hoplon.gateway.admin import AdminApi
 from hoplon.gateway.auth import AuthFailure, has_scope
 from hoplon.gateway.config import GatewayConfig, load_config
 from hoplon.gateway.deadlines import Deadline, Deadlines
-from hoplon.gateway.metrics import GatewayMetrics
+from hoplon.gateway.metrics import STAGE_IDS, GatewayMetrics
 from hoplon.gateway.protocol import (
     BadRequest,
     Hardening,
@@ -60,6 +60,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 _JSON = (b"content-type", b"application/json")
+_ADMISSION, _MODEL, _OUTPUT, _AUDIT = (STAGE_IDS[s] for s in ("admission", "model", "output", "audit"))
 _PID = os.getpid()
 _OPERATIONAL = {
     "/healthz": "/healthz",
@@ -257,8 +258,10 @@ class Firewall:
                 if failed and rt.config.audit.on_error == "fail_closed" and rt.config.audit.mode == "enforce":
                     ctx.denial = Deny(503, "audit_unavailable", "The audit log cannot be written; refusing to serve.")
                     status, headers, body = self._deny_response(ctx, ctx.denial)
-        finally:  # the stage times go in together, whichever way the request ended
-            self.metrics.record_stages(ctx.timings)
+        finally:
+            times = self.metrics.stage_times
+            if times.due(ctx.t0):
+                times.fold()
         headers.append((b"x-request-id", ctx.request_id.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -289,7 +292,7 @@ class Firewall:
         t = time.perf_counter()
         ctx.body = await self._admit(rt, ctx, headers, receive)
         ctx.stages.setdefault("admission", "pass" if rt.config.admission.mode != "off" else "off")
-        ctx.timings.append((self.metrics.stage_time("admission"), time.perf_counter() - t))
+        self.metrics.stage_times.pending.append((_ADMISSION, time.perf_counter() - t))
         self._run_stage(rt, ctx, "authentication", self._authenticate, rt, ctx, headers)
         self._run_stage(rt, ctx, "authorisation", self._authorise, ctx)
         quarantined = self.admin.quarantine.refusal(ctx.identity.subject)
@@ -337,7 +340,7 @@ class Firewall:
             ctx.stages[name] = "error:closed"
             raise Deny(503, f"{name}_unavailable", f"The {name} stage is unavailable.") from None
         finally:
-            ctx.timings.append((self.metrics.stage_time(name), time.perf_counter() - t))
+            self.metrics.stage_times.pending.append((STAGE_IDS[name], time.perf_counter() - t))
         ctx.stages.setdefault(name, "pass")
 
     async def _admit(self, rt: Runtime, ctx: RequestContext, headers: dict[bytes, bytes], receive: Receive) -> bytes:
@@ -476,7 +479,7 @@ class Firewall:
         finally:
             deadline.when, deadline.reason = request_when, "request"
             self._semaphore.release()
-            ctx.timings.append((self.metrics.stage_time("model"), time.perf_counter() - t))
+            self.metrics.stage_times.pending.append((_MODEL, time.perf_counter() - t))
 
     async def _capture(
         self, scope: Scope, receive: Receive, body: bytes, parsed: ParsedInput | None
@@ -529,7 +532,7 @@ class Firewall:
             ctx.stages["output"] = "error:closed"
             raise Deny(502, "output_unparsable", "The model's answer could not be hardened.") from None
         finally:
-            ctx.timings.append((self.metrics.stage_time("output"), time.perf_counter() - t))
+            self.metrics.stage_times.pending.append((_OUTPUT, time.perf_counter() - t))
 
     async def _audit(self, rt: Runtime, ctx: RequestContext, status: int) -> bool:
         """Submit the decision record; return True when it could not be written."""
@@ -573,7 +576,7 @@ class Firewall:
             ctx.stages["audit"] = "error"
             return True
         finally:
-            ctx.timings.append((self.metrics.stage_time("audit"), time.perf_counter() - t))
+            self.metrics.stage_times.pending.append((_AUDIT, time.perf_counter() - t))
         return False
 
     def _deny_response(self, ctx: RequestContext, denial: Deny) -> tuple[int, Headers, bytes]:
@@ -590,6 +593,7 @@ class Firewall:
         elif path == "/metrics":
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+            self.metrics.stage_times.fold()  # what this worker has buffered
             body, ctype = generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode()
         elif path == "/readyz":
             problems = []

@@ -12,7 +12,7 @@ import hmac
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Literal
 
@@ -71,10 +71,10 @@ class ParsedInput:
     array: np.ndarray  # float64, batch axis first
     style: Style
     name: str = "input"
+    batch: int = field(init=False)  # samples: the first axis (1 for a 0-d array)
 
-    @property
-    def batch(self) -> int:
-        return int(self.array.shape[0]) if self.array.ndim else 1
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch", int(self.array.shape[0]) if self.array.ndim else 1)
 
     def row_digests(self) -> list[bytes]:
         """SHA-256 of each sample's float32 bytes: the same sample gives the same digest however it is sent."""
@@ -106,9 +106,11 @@ def parse_json(body: bytes, *, strict: bool = True) -> Any:
     return load_json(body, strict=strict)[0]
 
 
-def load_json(body: bytes, *, strict: bool = True) -> tuple[Any, bool]:
-    """``parse_json``, and whether orjson read it: then it holds no NaN, infinity or integer beyond 64 bits."""
-    if _orjson is not None and _LONG_RUN not in body.translate(_DIGIT_RUNS):
+def load_json(body: bytes, *, strict: bool = True, exact_integers: bool = True) -> tuple[Any, bool]:
+    """``parse_json``, and whether orjson read it: then it holds no NaN or infinity, and with
+    ``exact_integers`` no integer beyond 64 bits (without it, such an integer may come back as the nearest
+    float, as it would become in a float array anyway)."""
+    if _orjson is not None and (not exact_integers or _LONG_RUN not in body.translate(_DIGIT_RUNS)):
         try:
             return _orjson.loads(body), True
         except _orjson.JSONDecodeError:
@@ -132,7 +134,8 @@ def dump_json(doc: Any, *, plain: bool) -> bytes:
 
 def parse_inputs(body: bytes, *, max_elements: int) -> ParsedInput:
     """Parse and check an inference body: numeric, finite, rectangular, at most ``max_elements`` values."""
-    doc, plain = load_json(body)
+    # Values become float64 anyway; a shape entry beyond 64 bits comes back a float and is refused below.
+    doc, plain = load_json(body, exact_integers=False)
     if not isinstance(doc, dict):
         raise BadRequest(400, "bad_body", "The body must be a JSON object with `inputs` or `instances`.")
     style: Style

@@ -14,7 +14,6 @@ from hoplon.gateway.audit_keys import hmac_key_id
 from hoplon.gateway.auth import Authenticator, Identity
 from hoplon.gateway.config import GatewayConfig, state_secret
 from hoplon.gateway.keys import KeyStore
-from hoplon.gateway.metrics import StageTimer
 from hoplon.gateway.profile import Profile
 from hoplon.gateway.protocol import Hardening, ParsedInput
 from hoplon.gateway.ratelimit import AuthGuard, RateLimiter, make_storage
@@ -54,7 +53,6 @@ class RequestContext:
     degraded: bool = False
     _digests: list[bytes] | None = None
     served: dict[str, str] = field(default_factory=dict)  # filled by the model app (registry: the served digest)
-    timings: list[tuple[StageTimer, float]] = field(default_factory=list)  # observed together at the end
 
     def digests(self) -> list[bytes]:
         """Per-sample digests of the parsed input, computed once (noise seeds and the audit HMAC use them)."""
