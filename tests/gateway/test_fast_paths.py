@@ -321,3 +321,49 @@ def test_deadlines_cancel_only_their_own_task_and_the_watchdog_rests_when_idle()
             await other
 
     asyncio.run(scenario())
+
+
+def test_concurrency_cap_serves_waiters_in_order_and_a_cancelled_wait_holds_nothing() -> None:
+    import asyncio
+
+    from hoplon.gateway.deadlines import ConcurrencyCap
+
+    async def scenario() -> None:
+        cap = ConcurrencyCap(2)
+        order: list[str] = []
+
+        async def job(name: str, hold_s: float) -> None:
+            if not cap.try_acquire():
+                await cap.acquire()
+            order.append(name)
+            try:
+                await asyncio.sleep(hold_s)
+            finally:
+                cap.release()
+
+        first = [asyncio.create_task(job(n, 0.05)) for n in ("a", "b")]
+        await asyncio.sleep(0)
+        assert cap.held == 2 and not cap.try_acquire()
+        waiters = [asyncio.create_task(job(n, 0.01)) for n in ("c", "d", "e")]
+        await asyncio.sleep(0)
+        with pytest.raises(TimeoutError):  # a bounded wait gives up and leaves no slot taken
+            async with asyncio.timeout(0.01):
+                await cap.acquire()
+        await asyncio.gather(*first, *waiters)
+        assert order == ["a", "b", "c", "d", "e"] and cap.held == 0
+        # a wait cancelled just as its slot arrives passes the slot on
+        cap = ConcurrencyCap(1)
+        assert cap.try_acquire()
+        late = asyncio.create_task(cap.acquire())
+        after = asyncio.create_task(cap.acquire())
+        await asyncio.sleep(0)
+        cap.release()  # the slot goes to `late`'s waiter...
+        late.cancel()  # ...whose task is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await late
+        await after
+        assert cap.held == 1
+        cap.release()
+        assert cap.held == 0 and cap.try_acquire()
+
+    asyncio.run(scenario())

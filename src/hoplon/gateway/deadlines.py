@@ -1,4 +1,5 @@
-"""Request deadlines enforced by one watchdog task per event loop instead of a timer per request.
+"""Request deadlines enforced by one watchdog task per event loop instead of a timer per request, and the
+model call's concurrency cap.
 
 ``asyncio.timeout`` puts a timer handle on the event loop's heap when entered and cancels it on exit; the
 firewall needs two per request (the request and the model call), about 15 µs of CPU together. Here a request
@@ -10,9 +11,11 @@ timeouts of seconds). The watchdog exits when no deadline is live and is started
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections import deque
 
-__all__ = ["Deadline", "Deadlines"]
+__all__ = ["ConcurrencyCap", "Deadline", "Deadlines"]
 
 
 class Deadline:
@@ -69,3 +72,47 @@ class Deadlines:
             for deadline in [d for d in self._live.values() if d.when <= now and d.expired is None]:
                 deadline.expired = deadline.reason
                 deadline.task.cancel()
+
+
+class ConcurrencyCap:
+    """At most ``limit`` holders at once; the others wait in arrival order (``asyncio.Semaphore``'s rules).
+
+    A plain counter decides the uncontended case (``try_acquire``): the semaphore's ``locked``, ``acquire``
+    and ``release`` cost about six Python calls per request. A released slot passes straight to the oldest
+    waiter, so a newcomer cannot overtake it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_acquire(self) -> bool:
+        if self.held < self.limit and not self._waiters:
+            self.held += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Wait for a slot; bound the wait from outside (``asyncio.timeout``), a cancelled wait holds none."""
+        if self.try_acquire():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot arrived as the wait was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes to the waiter: ``held`` is unchanged
+                return
+        self.held -= 1

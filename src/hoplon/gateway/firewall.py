@@ -27,7 +27,7 @@ from hoplon.core.errors import HoplonError
 from hoplon.gateway.admin import AdminApi
 from hoplon.gateway.auth import AuthFailure, has_scope
 from hoplon.gateway.config import GatewayConfig, load_config
-from hoplon.gateway.deadlines import Deadline, Deadlines
+from hoplon.gateway.deadlines import ConcurrencyCap, Deadline, Deadlines
 from hoplon.gateway.metrics import STAGE_IDS, GatewayMetrics
 from hoplon.gateway.protocol import (
     BadRequest,
@@ -109,7 +109,8 @@ class Firewall:
         if self.ledger is not None:
             opened = self.ledger
             self.metrics.track_checkpoint_age(lambda: time.time() - opened.last_checkpoint_ts)
-        self._semaphore: asyncio.Semaphore | None = None
+        self._cap: ConcurrencyCap | None = None  # the model calls' (made on first use, in the serving loop)
+        self._guard_tripped = False  # what the auth-guard gauge shows
         self._deadlines = Deadlines()
         # Request ids: a random per-process prefix and a counter (os.urandom per request costs more).
         self._rid_prefix = secrets.token_hex(11)
@@ -227,7 +228,8 @@ class Firewall:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        self._start_background()
+        if self._background is None and self.config_path is not None:
+            self._start_background()
         path = scope["path"]
         if path in _OPERATIONAL:
             await self._operational(_OPERATIONAL[path], send)
@@ -239,34 +241,32 @@ class Firewall:
         model, is_infer = rt.model_of(path)
         rid = f"{self._rid_prefix}{next(self._rid_counter):010x}"
         ctx = RequestContext(rid, rt.source_of(scope), scope["method"], path, model, is_infer)
+        deadline = self._deadlines.enter(rt.config.admission.request_timeout_s, "request")
         try:
-            deadline = self._deadlines.enter(rt.config.admission.request_timeout_s, "request")
-            try:
-                status, headers, body = await self._chain(rt, ctx, scope, receive, deadline)
-            except asyncio.CancelledError:
-                if not deadline.timed_out():
-                    raise
-                ctx.denial = Deny(504, "request_timeout", "The request took too long.")
-                status, headers, body = self._deny_response(ctx, ctx.denial)
-            except Deny as denial:
-                ctx.denial = denial
-                status, headers, body = self._deny_response(ctx, denial)
-            finally:
-                self._deadlines.leave(deadline)
-            if rt.config.audit.mode != "off" and self.ledger is not None:
-                failed = await self._audit(rt, ctx, status)
-                if failed and rt.config.audit.on_error == "fail_closed" and rt.config.audit.mode == "enforce":
-                    ctx.denial = Deny(503, "audit_unavailable", "The audit log cannot be written; refusing to serve.")
-                    status, headers, body = self._deny_response(ctx, ctx.denial)
+            status, headers, body = await self._chain(rt, ctx, scope, receive, deadline)
+        except asyncio.CancelledError:
+            if not deadline.timed_out():
+                raise
+            ctx.denial = Deny(504, "request_timeout", "The request took too long.")
+            status, headers, body = self._deny_response(ctx, ctx.denial)
+        except Deny as denial:
+            ctx.denial = denial
+            status, headers, body = self._deny_response(ctx, denial)
         finally:
-            times = self.metrics.stage_times
-            if times.due(ctx.t0):
-                times.fold()
+            self._deadlines.leave(deadline)
+        if rt.config.audit.mode != "off" and self.ledger is not None:
+            failed = await self._audit(rt, ctx, status)
+            if failed and rt.config.audit.on_error == "fail_closed" and rt.config.audit.mode == "enforce":
+                ctx.denial = Deny(503, "audit_unavailable", "The audit log cannot be written; refusing to serve.")
+                status, headers, body = self._deny_response(ctx, ctx.denial)
         headers.append((b"x-request-id", ctx.request_id.encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        metrics = self.metrics
         label = model if model in rt.versions else "-"
-        self.metrics.request(label, rt.versions.get(model or "", "-"), "deny" if ctx.denial else "allow", status)
+        metrics.request(label, rt.versions.get(model or "", "-"), "deny" if ctx.denial else "allow", status)
+        if metrics.due(ctx.t0):
+            metrics.fold()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass lifespan to the app; on shutdown, flush the ledger and sign its final checkpoint."""
@@ -368,21 +368,25 @@ class Firewall:
                 ctx.stages["admission"] = f"shadow:{exc.reason}"
         return body
 
-    def _guard(self, rt: Runtime, action: Callable[[], Limited | None]) -> Limited | None:
-        """Run a failed-auth guard step; its storage is the rate limits', so their ``on_error`` applies."""
-        try:
-            return action()
-        except Exception as exc:  # the gateway boundary: the shared storage (Redis) may be down
-            on_error = rt.config.rate_limits.on_error
-            self.metrics.stage_errors.labels("auth_guard", on_error).inc()
-            log.error("ALERT failed-auth guard storage failed (%s): %s: %s", on_error, type(exc).__name__, exc)
-            if on_error == "fail_closed":
-                raise Deny(503, "auth_guard_unavailable", "The failed-authentication guard is unavailable.") from None
-            return None
+    def _guard_failed(self, rt: Runtime, exc: Exception) -> None:
+        """A failed-auth guard step raised: its storage is the rate limits', so their ``on_error`` applies."""
+        on_error = rt.config.rate_limits.on_error
+        self.metrics.stage_errors.labels("auth_guard", on_error).inc()
+        log.error("ALERT failed-auth guard storage failed (%s): %s: %s", on_error, type(exc).__name__, exc)
+        if on_error == "fail_closed":
+            raise Deny(503, "auth_guard_unavailable", "The failed-authentication guard is unavailable.") from None
 
     def _authenticate(self, rt: Runtime, ctx: RequestContext, headers: dict[bytes, bytes]) -> None:
-        blocked = self._guard(rt, lambda: rt.guard.blocked(ctx.source))
-        self.metrics.auth_guard.set(1 if rt.guard.tripped_at is not None else 0)
+        guard = rt.guard
+        try:
+            blocked = guard.blocked(ctx.source)
+        except Exception as exc:  # the gateway boundary: the shared storage (Redis) may be down
+            self._guard_failed(rt, exc)
+            blocked = None
+        tripped = guard.tripped_at is not None
+        if tripped is not self._guard_tripped:  # the gauge follows the guard (set on change only)
+            self._guard_tripped = tripped
+            self.metrics.auth_guard.set(1 if tripped else 0)
         if blocked is not None:
             self.metrics.rate_limited.labels(blocked.limit).inc()
             if blocked.limit == "failed_auth_global":
@@ -391,10 +395,13 @@ class Firewall:
         try:
             ctx.identity = rt.authenticator.authenticate(headers)
         except AuthFailure as failure:
-            self._guard(rt, lambda: rt.guard.failed(ctx.source))
+            try:
+                guard.failed(ctx.source)
+            except Exception as exc:  # the gateway boundary, as above
+                self._guard_failed(rt, exc)
             self.metrics.auth_failures.labels(failure.reason).inc()
             raise Deny(401, failure.reason, str(failure), ((b"www-authenticate", b'Bearer realm="hoplon"'),)) from None
-        rt.guard.succeeded(ctx.source)
+        guard.succeeded(ctx.source)
 
     def _authorise(self, ctx: RequestContext) -> None:
         if ctx.model is not None and not has_scope(ctx.identity, "model", ctx.model):
@@ -448,17 +455,16 @@ class Firewall:
     async def _call_model(
         self, cfg: GatewayConfig, scope: Scope, receive: Receive, ctx: RequestContext, deadline: Deadline
     ) -> tuple[int, Headers, bytes]:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(cfg.model_max_concurrency)
+        cap = self._cap
+        if cap is None:
+            cap = self._cap = ConcurrencyCap(cfg.model_max_concurrency)
         t = time.perf_counter()
-        try:
-            if self._semaphore.locked():
+        if not cap.try_acquire():
+            try:
                 async with asyncio.timeout(cfg.model_timeout_s):
-                    await self._semaphore.acquire()
-            else:
-                await self._semaphore.acquire()
-        except TimeoutError:
-            raise Deny(503, "busy", "The model is at its concurrency cap.") from None
+                    await cap.acquire()
+            except TimeoutError:
+                raise Deny(503, "busy", "The model is at its concurrency cap.") from None
         # The model call's own limit, inside the request's: the earlier of the two applies meanwhile.
         request_when, model_when = deadline.when, time.monotonic() + cfg.model_timeout_s
         if model_when < request_when:
@@ -478,7 +484,7 @@ class Firewall:
             raise Deny(502, "model_error", "The model failed.") from None
         finally:
             deadline.when, deadline.reason = request_when, "request"
-            self._semaphore.release()
+            cap.release()
             self.metrics.stage_times.pending.append((_MODEL, time.perf_counter() - t))
 
     async def _capture(
@@ -593,7 +599,7 @@ class Firewall:
         elif path == "/metrics":
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-            self.metrics.stage_times.fold()  # what this worker has buffered
+            self.metrics.fold()  # what this worker has buffered
             body, ctype = generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode()
         elif path == "/readyz":
             problems = []

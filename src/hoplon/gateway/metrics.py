@@ -197,13 +197,28 @@ class GatewayMetrics:
 
         self.stage_times = StageTimes(self.stage_seconds, every_request=self.multiprocess)
         self._request_children: dict[tuple[str, str, str, int], Counter] = {}
+        self._requests_pending: dict[tuple[str, str, str, int], int] = {}
 
     def request(self, model: str, version: str, decision: str, code: int) -> None:
+        """Count a request (added to the counter at the next :meth:`fold`, like the stage times)."""
         key = (model, version, decision, code)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._request_children[key] = self.requests.labels(model, version, decision, str(code))
-        child.inc()
+        pending = self._requests_pending
+        pending[key] = pending.get(key, 0) + 1
+
+    def due(self, now: float) -> bool:
+        """Whether the request ending now (``now``: its ``time.perf_counter()``) should :meth:`fold`."""
+        return self.stage_times.due(now)
+
+    def fold(self) -> None:
+        """Add the buffered stage times and request counts to the exported metrics."""
+        self.stage_times.fold()
+        pending, self._requests_pending = self._requests_pending, {}
+        for key, count in pending.items():
+            child = self._request_children.get(key)
+            if child is None:
+                model, version, decision, code = key
+                child = self._request_children[key] = self.requests.labels(model, version, decision, str(code))
+            child.inc(count)
 
     def track_checkpoint_age(self, age: Callable[[], float]) -> None:
         if not self.multiprocess:

@@ -101,7 +101,7 @@ class Profile:
         flat = x.reshape(len(x), -1)
         violations: list[Violation] = []
         if self._nested and ((flat >= self.min) & (flat <= self.max)).all():  # the common case
-            return self._category_violations(flat, violations)[:5], 0.0
+            return (self._category_violations(flat, violations)[:5] if self.categories else violations), 0.0
         if not ((flat >= self.lower).all() and (flat <= self.upper).all()):
             outside = (flat < self.lower) | (flat > self.upper)
             violations = [

@@ -29,6 +29,7 @@ __all__ = ["BadRequest", "ParsedInput", "dump_json", "harden_response", "load_js
 Style = Literal["v2", "instances", "inputs"]
 _V2_NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "BOOL"}
 _SCORE_KEYS = ("predictions", "probabilities", "scores")
+_INTEGERS = frozenset({int, bool})  # the integer types JSON decoders give (bool: as isinstance(x, int) has it)
 
 
 class BadRequest(Exception):
@@ -148,7 +149,7 @@ def parse_inputs(body: bytes, *, max_elements: int) -> ParsedInput:
         name = str(tensor.get("name", "input"))
         if datatype not in _V2_NUMERIC:
             raise BadRequest(400, "bad_dtype", f"The datatype {datatype!r} is not numeric.")
-        if not (isinstance(shape, list) and shape and all(isinstance(s, int) and s >= 0 for s in shape)):
+        if not (isinstance(shape, list) and shape and _INTEGERS.issuperset(map(type, shape)) and min(shape) >= 0):
             raise BadRequest(400, "bad_shape", "`shape` must be a list of non-negative integers.")
         size = math.prod(shape)
         if size > max_elements:
@@ -227,13 +228,6 @@ def _plain_numbers(data: list[Any]) -> bool:
     return True
 
 
-def _round_like_numpy(v: float, scale: float) -> float:
-    """``np.round(v, d)`` for ``scale = 10.0**d``: v·scale rounded half to even, divided back (sign kept)."""
-    y = v * scale
-    r = round(y)
-    return r / scale if r else math.copysign(0.0, y)
-
-
 def _harden_small(flat: list[float | int], cols: int, h: Hardening) -> tuple[list[int], list[float]]:
     """``_harden_matrix`` without noise, on a flat row-major list of finite numbers: the labels and the
     hardened scores, the very values numpy gives (first maximum, the k-th largest kept with its ties,
@@ -249,7 +243,9 @@ def _harden_small(flat: list[float | int], cols: int, h: Hardening) -> tuple[lis
             cut = sorted(row)[-k]
             row = [v if v >= cut else 0.0 for v in row]
         if scale is not None:
-            out.extend([_round_like_numpy(v, scale) for v in row])
+            # np.round(v, d): v·10^d rounded half to even, divided back; a product that rounds to 0 keeps
+            # its sign (y * 0.0 is -0.0 for a negative y), as numpy's rint does
+            out.extend([r / scale if (r := round(y := v * scale)) else y * 0.0 for v in row])
         else:
             out.extend([float(v) for v in row])
     return labels, out

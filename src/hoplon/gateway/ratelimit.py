@@ -91,20 +91,24 @@ class _MemoryStorage(MemoryStorage):
         super().clear(key)
 
     # The request path's own entry points. Fixed windows: the same logic and data as ``get`` and ``incr`` (so
-    # the strategies' ``get_window_stats`` read what these write), without the two layers of exception
-    # wrapping and the timer scheduling those carry (about 3 µs per call).
+    # the strategies' ``get_window_stats`` read what ``fixed_spend`` writes), without the two layers of
+    # exception wrapping and the timer scheduling those carry (about 3 µs per call).
 
-    def moving_acquire(self, key: str, limit: int, expiry: int, amount: int) -> bool:
+    def moving_acquire(self, key: str, limit: int, expiry: int, amount: int, now: float | None = None) -> bool:
         """Room for ``amount`` more in the moving window of ``key`` (at most ``limit`` in any ``expiry``
-        seconds)? Take it if so. The rule of ``limits``' ``acquire_entry``."""
+        seconds)? Take it if so. The rule of ``limits``' ``acquire_entry``. ``now``: ``time.time()``."""
         if amount > limit:
             return False
-        now = time.time()
+        if now is None:
+            now = time.time()
         with self._windows_lock:
             window = self._windows.get(key)
             if window is None:
                 window = self._windows[key] = _Window(expiry)
-            window.trim(now)
+            times, cutoff = window.times, now - expiry
+            while times and times[0] < cutoff:  # _Window.trim, inline (this runs per limit per request)
+                times.popleft()
+                window.total -= window.amounts.popleft()
             if window.total + amount > limit:
                 return False
             window.times.append(now)
@@ -130,22 +134,20 @@ class _MemoryStorage(MemoryStorage):
             return 0
         return self.get_moving_window(key, 0, expiry)[1]
 
-    def fixed_count(self, key: str) -> int:
-        """``get``: the fixed-window counter of ``key``, dropping it once expired."""
-        if self.expirations.get(key, 0) <= time.time():
+    def fixed_spend(self, key: str, limit: int, expiry: int, amount: int, now: float) -> bool:
+        """Room for ``amount`` more in the fixed window of ``key``? Spend it if so (a refusal spends nothing,
+        unlike a plain ``incr``): the storage's ``get`` (dropping an expired window) and ``incr`` in one call."""
+        if self.expirations.get(key, 0) <= now:
             self.storage.pop(key, None)
             self.expirations.pop(key, None)
             self.locks.pop(key, None)
-        return self.storage.get(key, 0)
-
-    def fixed_incr(self, key: str, expiry: int, amount: int) -> int:
-        """``incr``: add ``amount`` to the fixed-window counter of ``key``, starting its window if new."""
-        self.fixed_count(key)
+        if self.storage.get(key, 0) > limit - amount:
+            return False
         with self.locks[key]:
             self.storage[key] += amount
             if self.storage[key] == amount:
-                self.expirations[key] = time.time() + expiry
-        return self.storage.get(key, 0)
+                self.expirations[key] = now + expiry
+            return self.storage[key] <= limit
 
 
 def make_storage(uri: str) -> Storage:
@@ -188,6 +190,7 @@ class _Check:
     head: str
     tail: str
     expiry: int
+    amount: int
 
     @classmethod
     def of(cls, name: str, item: RateLimitItem, fixed: bool, scope: str) -> _Check:
@@ -195,7 +198,7 @@ class _Check:
         # for string ids; formatting it directly saves ~6 µs per limit per request.
         head = f"{item.namespace}/hoplon/{scope}/"
         tail = "/" + item.key_for().split("/", 1)[1]
-        return cls(name, item, fixed, scope, head, tail, item.get_expiry())
+        return cls(name, item, fixed, scope, head, tail, item.get_expiry(), item.amount)
 
     def key(self, ids: tuple[str, ...]) -> str:
         return f"{self.head}{'/'.join(ids)}{self.tail}"
@@ -241,8 +244,19 @@ class RateLimiter:
             (self._identity_model, (identity, model)),
             (self._daily, (identity,)),
         )
+        memory = self._memory
+        now = time.time()
         for check, ids in checks:
-            if check is not None and not self._spend(check, check.key(ids), cost):
+            if check is None:
+                continue
+            key = check.head + "/".join(ids) + check.tail  # check.key(ids), inline
+            if memory is None:
+                spent = self._spend(check, key, cost)
+            elif check.fixed:
+                spent = memory.fixed_spend(key, check.amount, check.expiry, cost, now)
+            else:
+                spent = memory.moving_acquire(key, check.amount, check.expiry, cost, now)
+            if not spent:
                 reset, remaining = self.window(check, ids)
                 return Limited(check.name, _headers(check.name, check.item, remaining, reset))
         return None
@@ -256,20 +270,16 @@ class RateLimiter:
         return stats.reset_time, stats.remaining
 
     def _spend(self, check: _Check, key: str, cost: int) -> bool:
-        """What the moving- and fixed-window strategies' ``hit`` (and ``test``) do, on a pre-built key."""
-        amount = check.item.amount
+        """What the moving- and fixed-window strategies' ``hit`` (and ``test``) do, on a pre-built key, in a
+        shared storage (Redis); the memory storage has its own entry points."""
+        amount = check.amount
         if cost > amount:
             return False
-        memory = self._memory
+        storage = self.storage
         if check.fixed:
             # A fixed window counts refused hits too, so ask first: a refused request spends no quota.
-            if memory is not None:
-                return memory.fixed_count(key) <= amount - cost and memory.fixed_incr(key, check.expiry, cost) <= amount
-            storage = self.storage
             return storage.get(key) <= amount - cost and storage.incr(key, check.expiry, amount=cost) <= amount
-        if memory is not None:
-            return memory.moving_acquire(key, amount, check.expiry, cost)
-        return bool(self.storage.acquire_entry(key, amount, check.expiry, amount=cost))  # type: ignore[attr-defined]
+        return bool(storage.acquire_entry(key, amount, check.expiry, amount=cost))  # type: ignore[attr-defined]
 
 
 class AuthGuard:
