@@ -6,7 +6,8 @@ across attacks, restarts and increasing ε, and counts queries and CPU time per 
 runs them as a worst-case ensemble (AutoAttack's protocol): each attack only sees the samples all the
 previous ones failed on. A one-step attack (FGSM, see :class:`~hoplon.attacks.evasion.ops.OneStep`) is
 asked for its directions once per sample and reused at every ε; when it comes first and no clean predictions
-are given, the same forward pass supplies them.
+are given, the same forward pass supplies them. Its directions are moved into the norm's unit ball once (non-finite
+entries zeroed), so its candidates ``clip(x + ε·d)`` are built inside every ε-ball and the box.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from hoplon.attacks.evasion.ops import OneStep, clip_to_ball_and_box
+from hoplon.attacks.evasion.ops import OneStep, clip_to_ball_and_box, project
 from hoplon.attacks.types import Attack, Norm
 from hoplon.core.errors import BudgetExceeded, InputError
 from hoplon.targets.types import require
@@ -123,7 +124,7 @@ def evaluate(
     target.input_spec.check(x, what="data")
     if len(y) != len(x):
         raise InputError(f"x has {len(x)} samples but y has {len(y)} labels.")
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= target.n_classes):
+    if len(y) and not _labels_in_range(y, target.n_classes):
         raise InputError(f"Labels must be in 0 .. {target.n_classes - 1} for this model.")
     if not _inside(bounds, x):
         raise InputError("Some inputs lie outside the declared bounds; attacks must start inside the box.")
@@ -133,7 +134,7 @@ def evaluate(
     clock = time.process_time(), time.perf_counter(), target.counter.queries
     if clean_correct is None and prior is None and len(x) and _one_step(chain[0]) is not None:
         # A one-step attack's gradient pass at x also gives the clean predictions: no separate clean pass.
-        first = _Directions(cast(OneStep, chain[0]), target, x, y, seed, batch_size)
+        first = _Directions(cast(OneStep, chain[0]), norm, target, x, y, seed, batch_size)
         clean_correct = first.compute_all().argmax(1) == y
         steps[0] = first
     elif clean_correct is None:
@@ -149,6 +150,7 @@ def evaluate(
     if prior is not None and set(prior_at) != set(epsilons):
         raise InputError("A prior evaluation must cover the same epsilons.")
     min_norm_cache: dict[int, torch.Tensor] = {}
+    untouched = True  # no sample fooled yet
     outcomes: list[EpsilonOutcome] = []
     partial = False
     for e_index, e in enumerate(epsilons):
@@ -158,14 +160,16 @@ def evaluate(
             earlier = prior_at[e].is_adv & ~fooled
             fooled |= earlier
             best[earlier] = prior_at[e].x_adv[earlier]
+            untouched = False
         try:
             for a_index, attack in enumerate(chain):
-                todo = (clean_correct & ~fooled).nonzero().squeeze(1)
+                # While nothing is fooled (the first attack at the first ε), ``fooled`` need not be read.
+                todo = (clean_correct if untouched else clean_correct & ~fooled).nonzero().squeeze(1)
                 if todo.numel() == 0:
                     break
                 # Every sample still to attack (the usual first pass): the inputs themselves, no gathered copy.
                 everyone = todo.numel() == len(x)
-                x_todo, y_todo = (x, y) if everyone else (x[todo], y[todo])
+                x_todo, y_todo = (x, y) if everyone else (x.index_select(0, todo), y.index_select(0, todo))
                 if attack.info.kind == "minimum-norm":
                     candidates = _minimum_norm_candidates(
                         attack,
@@ -179,22 +183,26 @@ def evaluate(
                         bounds,
                         seed,
                         batch_size,
-                    )[todo]
+                    ).index_select(0, todo)
+                    candidates = clip_to_ball_and_box(x_todo, candidates, norm, e, bounds)
                     y_goal = None
                 elif (one_step := _one_step(attack)) is not None:
                     if a_index not in steps:
-                        steps[a_index] = _Directions(one_step, target, x, y, seed + a_index * 104_729, batch_size)
-                    candidates, y_goal = steps[a_index].candidates(todo, e, bounds)
+                        steps[a_index] = _Directions(one_step, norm, target, x, y, seed + a_index * 104_729, batch_size)
+                    # Built by the framework inside the ε-ball and the box (see _Directions): no projection.
+                    candidates, y_goal = steps[a_index].candidates(todo, x_todo, e, bounds)
                 else:
                     generator = torch.Generator().manual_seed(seed * 1_000_003 + e_index * 7_919 + a_index * 104_729)
                     candidates, y_goal = _run_batched(attack, target, x_todo, y_todo, e, bounds, generator, batch_size)
-                candidates = clip_to_ball_and_box(x_todo, candidates, norm, e, bounds)
+                    candidates = clip_to_ball_and_box(x_todo, candidates, norm, e, bounds)
                 pred = target.predict(candidates).argmax(1)
                 success = pred == y_goal if y_goal is not None else pred != y_todo
                 found = success.nonzero().squeeze(1)  # indices once: each boolean-mask lookup scans again
-                hit = found if everyone else todo[found]
-                fooled[hit] = True
-                best[hit] = candidates[found]
+                if found.numel():
+                    hit = found if everyone else todo.index_select(0, found)
+                    fooled.index_fill_(0, hit, True)
+                    best.index_copy_(0, hit, candidates.index_select(0, found))
+                    untouched = False
                 if progress is not None:
                     progress(int(todo.numel()))
         except BudgetExceeded as exc:
@@ -261,22 +269,37 @@ def _inside(bounds: Bounds, x: torch.Tensor) -> bool:
     return bool(bounds.contains(x).all())
 
 
+def _labels_in_range(y: torch.Tensor, n_classes: int) -> bool:
+    """Every label in ``0 .. n_classes - 1`` (one reduction)."""
+    import torch
+
+    low, high = torch.aminmax(y)
+    return int(low) >= 0 and int(high) < n_classes
+
+
 def _one_step(attack: Attack) -> OneStep | None:
     """The attack as a :class:`OneStep` if it offers directions (a cheap check, unlike a Protocol isinstance)."""
     return cast(OneStep, attack) if callable(getattr(attack, "direction", None)) else None
 
 
 class _Directions:
-    """A one-step attack's directions, computed once per sample on demand and reused at every ε."""
+    """A one-step attack's directions, computed once per sample on demand and reused at every ε.
 
-    def __init__(self, attack: OneStep, target: Target, x: torch.Tensor, y: torch.Tensor, seed: int, batch: int):
+    The attack's directions are not trusted: each is moved into the unit ball of the norm once, on arrival (L2:
+    shrunk by the relative 1e-6 of :func:`clip_to_ball_and_box`; non-finite entries become 0), so that
+    ``clip(x + ε·d)`` lies in the ε-ball and the box at every ε — the framework's projection, built in.
+    """
+
+    def __init__(
+        self, attack: OneStep, norm: Norm, target: Target, x: torch.Tensor, y: torch.Tensor, seed: int, batch: int
+    ):
         import torch
 
-        self.attack, self.target, self.x, self.y, self.batch = attack, target, x, y, batch
+        self.attack, self.norm, self.target, self.x, self.y, self.batch = attack, norm, target, x, y, batch
         self.generator = torch.Generator().manual_seed(seed * 1_000_003 + 15_485_863)
         self._step: torch.Tensor | None = None
         self.goal: torch.Tensor | None = None
-        self.have = torch.zeros(len(x), dtype=torch.bool)
+        self._have: torch.Tensor | None = None  # which rows have a direction (allocated when computed in parts)
         self.complete = False
 
     @property
@@ -287,18 +310,33 @@ class _Directions:
             self._step = torch.zeros_like(self.x)
         return self._step
 
-    def compute_all(self) -> torch.Tensor:
-        """The directions of every row (none computed yet); returns the logits at x."""
+    @property
+    def have(self) -> torch.Tensor:
         import torch
 
-        if len(self.x) > self.batch or bool(self.have.any()):
+        if self._have is None:
+            self._have = torch.zeros(len(self.x), dtype=torch.bool)
+        return self._have
+
+    def _unit(self, step: torch.Tensor, rows: int) -> torch.Tensor:
+        """The attack's directions for ``rows`` rows, checked and moved into the norm's unit ball."""
+        import torch
+
+        if step.shape != (rows, *self.x.shape[1:]):
+            raise InputError(f"A one-step attack returned directions of shape {tuple(step.shape)}.")
+        step = step.detach()
+        inside = step.clamp(-1.0, 1.0) if self.norm == "linf" else project(step, self.norm, 1.0 - 1e-6)
+        return torch.nan_to_num_(inside, nan=0.0, posinf=0.0, neginf=0.0)  # a new tensor: changed in place
+
+    def compute_all(self) -> torch.Tensor:
+        """The directions of every row (before any was computed); returns the logits at x."""
+        import torch
+
+        if len(self.x) > self.batch:
             return self.compute(torch.arange(len(self.x)))
         # One batch: the attack's outputs are the tables themselves (no index copies).
         step, goal, scores = self.attack.direction(self.target, self.x, self.y, self.generator)
-        if step.shape != self.x.shape:
-            raise InputError(f"A one-step attack returned directions of shape {tuple(step.shape)}.")
-        self._step, self.goal, self.complete = step.detach(), goal, True
-        self.have.fill_(True)
+        self._step, self.goal, self.complete = self._unit(step, len(self.x)), goal, True
         return scores.detach()
 
     def compute(self, rows: torch.Tensor) -> torch.Tensor:
@@ -312,9 +350,7 @@ class _Directions:
         for start in range(0, len(rows), self.batch):
             part = rows[start : start + self.batch]
             step, goal, scores = self.attack.direction(self.target, self.x[part], self.y[part], self.generator)
-            if step.shape != self.x[part].shape:
-                raise InputError(f"A one-step attack returned directions of shape {tuple(step.shape)}.")
-            self.step[part] = step.detach()
+            self.step[part] = self._unit(step, len(part))
             if goal is not None:
                 if self.goal is None:
                     self.goal = torch.zeros_like(self.y)
@@ -324,14 +360,18 @@ class _Directions:
         self.complete = bool(self.have.all())
         return torch.cat(logits) if logits else torch.empty(0)
 
-    def candidates(self, rows: torch.Tensor, eps: float, bounds: Bounds) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def candidates(
+        self, rows: torch.Tensor, x_rows: torch.Tensor, eps: float, bounds: Bounds
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``clip(x + ε·d)`` for ``rows`` (whose inputs are ``x_rows``), inside the ε-ball and the box."""
         import torch
 
-        self.compute(rows)
+        if not self.complete:
+            self.compute(rows)
         if rows.numel() == len(self.x):  # every row, in order: no gathered copies
             return bounds.clip(torch.add(self.x, self.step, alpha=eps)), self.goal
-        goal = self.goal[rows] if self.goal is not None else None
-        return bounds.clip(torch.add(self.x[rows], self.step[rows], alpha=eps)), goal
+        goal = self.goal.index_select(0, rows) if self.goal is not None else None
+        return bounds.clip(torch.add(x_rows, self.step.index_select(0, rows), alpha=eps)), goal
 
 
 def _minimum_norm_candidates(

@@ -101,6 +101,8 @@ class TorchTarget:
         import torch
 
         with torch.no_grad():
+            if 0 < x.shape[0] <= self.batch_size:  # one batch: no slicing, no concatenated copy
+                return self._forward(x)
             parts = [self._forward(x[s]) for s in batches(int(x.shape[0]), self.batch_size)]
         return torch.cat(parts) if parts else torch.empty((0, self.n_classes))
 

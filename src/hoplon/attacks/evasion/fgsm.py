@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from hoplon.attacks.evasion.ops import Loss, check_eps, random_target_classes, summed_loss, unit_step
+from hoplon.attacks.evasion.ops import (
+    Loss,
+    check_eps,
+    input_gradient,
+    random_target_classes,
+    summed_loss,
+    unit_step,
+)
 from hoplon.attacks.registry import register
 from hoplon.attacks.types import AdversarialBatch, AttackInfo, Norm
 from hoplon.core.errors import InputError
@@ -75,14 +82,13 @@ class FGSM:
         The gradient does not depend on ε, so :func:`hoplon.attacks.evaluate` computes it once per sample for
         a whole ε list, and reads the clean predictions off the same forward pass.
         """
-        import torch
 
         require(target, Capability.GRADIENTS, who="FGSM")
         y_target = random_target_classes(y, target.n_classes, rng) if self.targeted else None
         point = x.detach().requires_grad_(True)
         logits = target.logits(point)  # type: ignore[attr-defined]
         # The summed loss has the per-sample gradients (one fused op for the untargeted cross-entropy).
-        (grad,) = torch.autograd.grad(summed_loss(logits, y, self.loss, y_target), point)
+        grad = input_gradient(summed_loss(logits, y, self.loss, y_target), point)
         return unit_step(grad, self.norm), y_target, logits.detach()
 
     def run(

@@ -10,6 +10,7 @@ from hoplon.attacks.evasion.ops import (
     Loss,
     check_eps,
     check_loss_classes,
+    input_gradient,
     random_start,
     random_target_classes,
     summed_loss,
@@ -115,19 +116,22 @@ class PGD:
         best = x.clone()
         done = x.new_zeros(x.shape[0], dtype=bool)  # type: ignore[call-overload]
         for restart in range(self.restarts):
-            active = (~done).nonzero().squeeze(1)
+            active = torch.arange(x.shape[0], device=x.device) if restart == 0 else (~done).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
-            ya = y[active]
-            ta = y_target[active] if y_target is not None else None
-            ball = BallBox(x[active], self.norm, eps, bounds)
+            ya = y if restart == 0 else y[active]
+            ta = y_target if restart == 0 or y_target is None else y_target[active]
+            ball = BallBox(x if restart == 0 else x[active], self.norm, eps, bounds)
             at_x = restart == 0 and self.init == "x"
             current = ball.x.clone() if at_x else random_start(ball.x, self.norm, eps, bounds, rng)
+            # Rows fooled by an iterate, and that iterate: written into ``best`` once, after the run.
+            hit_rows: list[torch.Tensor] = []
+            hit_points: list[torch.Tensor] = []
             for index in range(self.steps):
                 # One forward and backward pass; the same logits say which rows are already fooled.
                 current.requires_grad_(True)
                 logits = target.logits(current)  # type: ignore[attr-defined]
-                (grad,) = torch.autograd.grad(summed_loss(logits, ya, self.loss, ta), current)
+                grad = input_gradient(summed_loss(logits, ya, self.loss, ta), current)
                 current = current.detach()
                 pred = logits.detach().argmax(1)
                 fooled: torch.Tensor | None
@@ -136,23 +140,31 @@ class PGD:
                     fooled = hits if bool(hits.any()) else None
                 else:  # "nothing fooled" is one comparison returning a Python bool (no mask, no reduction)
                     fooled = None if pred.equal(ya) else pred != ya
-                if fooled is not None:
-                    # Fooled rows keep this iterate and leave the batch (indices once: each mask lookup scans).
-                    hit = fooled.nonzero().squeeze(1)
-                    best[active[hit]] = current[hit]
-                    done[active[hit]] = True
-                    keep = (~fooled).nonzero().squeeze(1)
-                    active, current = active[keep], current[keep]
-                    if keep.numel() == 0:
-                        break
-                    ya, grad, ball = ya[keep], grad[keep], ball.keep(keep)
-                    ta = ta[keep] if ta is not None else None
+                # The next iterate of every row; fooled rows are dropped from it below (one gather, not two).
                 moved = ball.project(torch.add(current, unit_step(grad, self.norm), alpha=step))
                 if at_x and index == 0:
                     # A zero gradient at x gives no direction: those rows start at a random point instead.
                     stuck = ~grad.flatten(1).ne(0).any(1)
+                    if fooled is not None:
+                        stuck &= ~fooled
                     if bool(stuck.any()):
                         moved[stuck] = random_start(ball.x[stuck], self.norm, eps, bounds, rng)
+                if fooled is not None:
+                    # Fooled rows keep this iterate and leave the batch (indices once: each mask lookup scans).
+                    hit = fooled.nonzero().squeeze(1)
+                    hit_rows.append(active.index_select(0, hit))
+                    hit_points.append(current.index_select(0, hit))
+                    keep = (~fooled).nonzero().squeeze(1)
+                    active = active.index_select(0, keep)
+                    if keep.numel() == 0:
+                        current = moved[:0]
+                        break
+                    ya, ball, moved = ya.index_select(0, keep), ball.keep(keep), moved.index_select(0, keep)
+                    ta = ta.index_select(0, keep) if ta is not None else None
                 current = moved
             best[active] = current
+            if hit_rows:
+                rows = torch.cat(hit_rows)
+                best[rows] = torch.cat(hit_points)
+                done[rows] = True
         return AdversarialBatch(best.detach(), y_target)
