@@ -105,10 +105,7 @@ class _MemoryStorage(MemoryStorage):
             window = self._windows.get(key)
             if window is None:
                 window = self._windows[key] = _Window(expiry)
-            times, cutoff = window.times, now - expiry
-            while times and times[0] < cutoff:  # _Window.trim, inline (this runs per limit per request)
-                times.popleft()
-                window.total -= window.amounts.popleft()
+            window.trim(now)
             if window.total + amount > limit:
                 return False
             window.times.append(now)
