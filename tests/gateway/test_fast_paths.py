@@ -11,10 +11,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from hoplon.gateway import Firewall, KeyStore, parse_config
 from hoplon.gateway.firewall import Receive, Scope, Send
+from hoplon.gateway.profile import build_profile
 from hoplon.gateway.protocol import (
     BadRequest,
     Hardening,
@@ -26,7 +28,7 @@ from hoplon.gateway.protocol import (
 )
 from hoplon.gateway.ratelimit import RateLimiter, _Check, _item, make_storage
 from hoplon.ledger import Ledger
-from hoplon.ledger.ledger import _canonical
+from hoplon.ledger.ledger import _canonical, _orjson_exact
 from hoplon.ledger.types import canonical_json
 
 from .fake import FakeModel
@@ -260,6 +262,39 @@ def test_posted_records_are_committed_and_failures_counted(tmp_path: Path) -> No
         assert ledger.write_errors == 1 and len(errors) == 1
         assert ledger.append({"ok": 1}).seq == 6
     assert Ledger.open(f"sqlite:///{tmp_path / 'a.db'}").verify().ok
+
+
+def test_the_firewall_vouches_for_its_audit_records_only_when_orjson_writes_them_canonically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps(build_profile(np.tile(np.linspace(0, 1, 10)[:, None], (1, 4)), max_categories=0)))
+    raw: dict[str, Any] = {"version": 1, "models": {"m": {"routes": ["/predict"], "profile": str(profile)}}}
+    state = tmp_path / "state"
+    fw = Firewall(FakeModel(), parse_config(raw, state_dir=state), state_dir=state)
+    key = KeyStore(state).create("alice")[0]
+    assert fw.ledger is not None
+    seen: list[tuple[dict[str, Any], bool]] = []
+    post = fw.ledger.post
+
+    def spy(record: dict[str, Any], **kwargs: Any) -> None:
+        seen.append((record, kwargs.get("exact", False)))
+        post(record, **kwargs)
+
+    monkeypatch.setattr(fw.ledger, "post", spy)
+    # in range (score 0), just outside the observed range (a score below 1e-4), further out, unauthenticated
+    for row, headers in [
+        ([0.5] * 4, {"x-api-key": key}),
+        ([1.00001, 0.5, 0.5, 0.5], {"x-api-key": key}),
+        ([1.02, 0.5, 0.5, 0.5], {"x-api-key": key}),
+        ([0.5] * 4, {}),
+    ]:
+        call(fw, "POST", "/predict", body={"instances": [row]}, headers=headers)
+    fw.close()
+    assert [exact for _, exact in seen] == [True, False, True, True]
+    assert [record["scores"].get("ood") for record, _ in seen] == [0.0, 3e-06, 0.005, None]
+    for record, exact in seen:
+        assert _orjson_exact(record) is exact
 
 
 # ---------------------------------------------------------------------------------------------- time limits

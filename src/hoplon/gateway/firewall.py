@@ -571,11 +571,18 @@ class Firewall:
             "output": {"labels": ctx.output.get("labels", [])[:64]} if ctx.output else {},
             "latency_ms": round((time.perf_counter() - ctx.t0) * 1000, 3),
         }
+        # Every field above is a str, a small int, None, a list of int labels, a dict of str, or the rounded
+        # latency (0 or >= 0.001): what orjson writes as canonical JSON. Only the scores are open-ended.
+        exact = True
+        for value in ctx.scores.values():
+            if type(value) is not float or not (value == 0.0 or 1e-4 <= abs(value) < 1e16):
+                exact = False
+        subject = ctx.identity.subject
         try:
             if rt.config.audit.durable:
-                await asyncio.wrap_future(ledger.submit(record, kind="gateway.decision", identity=ctx.identity.subject))
+                await asyncio.wrap_future(ledger.submit(record, kind="gateway.decision", identity=subject, exact=exact))
             else:  # nobody waits: no future to make and resolve (a failed commit reaches on_error)
-                ledger.post(record, kind="gateway.decision", identity=ctx.identity.subject)
+                ledger.post(record, kind="gateway.decision", identity=subject, exact=exact)
         except Exception as exc:  # the gateway boundary: a ledger failure is an alert, never a crash
             self.metrics.audit_write_errors.inc()
             log.error("ALERT audit record %s not written: %s", ctx.request_id, exc)

@@ -253,9 +253,9 @@ class ProcessLedger(Ledger):
         finally:
             self._send_lock.release()
 
-    def _encode(self, ident: int, record: Mapping[str, Any], kind: str, identity: str | None) -> bytes:
+    def _encode(self, ident: int, record: Mapping[str, Any], kind: str, identity: str | None, exact: bool) -> bytes:
         row = (ident, time.time(), kind, identity, record)
-        if _orjson_exact(record):
+        if exact or _orjson_exact(record):
             try:
                 return _frame(b"R", orjson.dumps(row))
             except orjson.JSONEncodeError:  # an integer beyond 64 bits: the standard library writes it
@@ -265,10 +265,12 @@ class ProcessLedger(Ledger):
         except (TypeError, ValueError) as exc:
             raise LedgerError(f"The record cannot be written as JSON: {exc}") from None
 
-    def submit(self, record: Mapping[str, Any], *, kind: str = "record", identity: str | None = None) -> Future[Entry]:
+    def submit(
+        self, record: Mapping[str, Any], *, kind: str = "record", identity: str | None = None, exact: bool = False
+    ) -> Future[Entry]:
         ident = next(self._ids)
         future: Future[Entry] = Future()
-        frame = self._encode(ident, record, kind, identity)
+        frame = self._encode(ident, record, kind, identity, exact)
         self._waiting[ident] = future
         try:
             self._enqueue(frame)
@@ -277,8 +279,10 @@ class ProcessLedger(Ledger):
             raise
         return future
 
-    def post(self, record: Mapping[str, Any], *, kind: str = "record", identity: str | None = None) -> None:
-        self._enqueue(self._encode(0, record, kind, identity))
+    def post(
+        self, record: Mapping[str, Any], *, kind: str = "record", identity: str | None = None, exact: bool = False
+    ) -> None:
+        self._enqueue(self._encode(0, record, kind, identity, exact))
 
     def _control(self, action: str, timeout_s: float) -> None:
         if self._closed:

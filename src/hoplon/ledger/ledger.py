@@ -249,20 +249,30 @@ class Ledger:
 
     # ------------------------------------------------------------------ writing
 
-    def submit(self, record: Mapping[str, Any], *, kind: str = "record", identity: str | None = None) -> Future[Entry]:
-        """Queue ``record`` (a JSON-able mapping) and return a future that resolves to its :class:`Entry`."""
+    def submit(
+        self, record: Mapping[str, Any], *, kind: str = "record", identity: str | None = None, exact: bool = False
+    ) -> Future[Entry]:
+        """Queue ``record`` (a JSON-able mapping) and return a future that resolves to its :class:`Entry`.
+
+        ``exact=True`` is the caller's word that ``record`` holds only exact ``str``, ``int`` (64-bit),
+        ``bool``, ``None``, lists, tuples and str-keyed dicts, and floats that are 0 or have
+        1e-4 <= |x| < 1e16 (what a writer of fixed-schema records can tell from how it built them): the
+        per-record check of that is skipped. A wrong word stores non-canonical text (a NaN as ``null``).
+        """
         if self._closed:
             raise LedgerError("The ledger is closed.")
         future: Future[Entry] = Future()
-        self._queue.put(_Pending(time.time(), kind, identity, record, future))
+        self._queue.put(_Pending(time.time(), kind, identity, record, future, exact=exact))
         return future
 
-    def post(self, record: Mapping[str, Any], *, kind: str = "record", identity: str | None = None) -> None:
+    def post(
+        self, record: Mapping[str, Any], *, kind: str = "record", identity: str | None = None, exact: bool = False
+    ) -> None:
         """Queue ``record`` like :meth:`submit`, for a caller that will not wait for it (no future to make
         and resolve); a failed commit is counted in ``write_errors``, logged and passed to ``on_error``."""
         if self._closed:
             raise LedgerError("The ledger is closed.")
-        self._queue.put(_Pending(time.time(), kind, identity, record, None))
+        self._queue.put(_Pending(time.time(), kind, identity, record, None, exact=exact))
 
     def append(
         self,
