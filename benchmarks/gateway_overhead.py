@@ -5,7 +5,10 @@ Three pairs, each server its own process (one uvicorn worker), the load generato
 * middleware: a Starlette KServe-v2 app (a 64→10 linear softmax model in numpy) vs ``Firewall(app)``;
 * in-process: hoplon's v2 app over a TorchScript digits CNN vs the same wrapped by the firewall
   (what ``hoplon serve --model`` runs);
-* sidecar: the Starlette app called directly vs through ``hoplon serve --config`` forwarding to it.
+* sidecar: the Starlette app called directly vs through ``hoplon serve --config`` forwarding to it;
+* floor (a reference, not hoplon): the Starlette app vs the same behind a pass-through middleware that only
+  buffers the request and parses it and the answer with orjson — the least any inspecting middleware
+  does, and so a bound on what the throughput target can ask of one written in Python.
 
 The firewall runs its full default chain: API key, rate limits (memory, set high enough not to refuse),
 validation against a profile, output rounding, an audit record per request (SQLite, group commit) and
@@ -76,6 +79,52 @@ def starlette_app(weights: Path) -> Any:
     return Starlette(routes=[Route("/v2/models/m/infer", infer, methods=["POST"])])
 
 
+def floor_middleware(app: Any) -> Any:
+    """The least any inspecting middleware does: buffer the request, parse it and the model's answer (orjson)
+    and write the answer back. No checks, no record: the reference that bounds the throughput target."""
+    import orjson
+
+    async def floor(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        orjson.loads(body)
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            message: dict[str, Any] = await receive()
+            return message
+
+        start: dict[str, Any] = {}
+        parts: list[bytes] = []
+
+        async def capture(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            else:
+                parts.append(message.get("body", b""))
+
+        await app(scope, replay, capture)
+        answer = orjson.dumps(orjson.loads(b"".join(parts)))
+        headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+        headers.append((b"content-length", str(len(answer)).encode()))
+        await send({"type": "http.response.start", "status": start.get("status", 500), "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    return floor
+
+
 def serve(kind: str, port: int, work: Path) -> None:
     """Child process: run one server variant."""
     import uvicorn
@@ -86,6 +135,8 @@ def serve(kind: str, port: int, work: Path) -> None:
     config = work / f"{kind}.yaml"
     if kind == "bare-starlette":
         app: Any = starlette_app(work / "linear.npz")
+    elif kind == "floor":
+        app = floor_middleware(starlette_app(work / "linear.npz"))
     elif kind == "middleware":
         app = Firewall(starlette_app(work / "linear.npz"), config, state_dir=work / "state-middleware")
     elif kind == "bare-inprocess":
@@ -310,7 +361,7 @@ def ledger_entries(db: Path) -> int:
 # ---------------------------------------------------------------------------------------------- main
 
 
-FORMS = ("middleware", "sidecar", "in-process")
+FORMS = ("middleware", "floor", "sidecar", "in-process")
 WRITER = ["process"]  # the audit writer the guarded servers use (``--audit-writer``)
 
 
@@ -322,6 +373,8 @@ def ab(
     pairs = {}
     if "middleware" in forms:
         pairs["middleware"] = (bare_upstream, Server("middleware", work))
+    if "floor" in forms:
+        pairs["floor"] = (bare_upstream, Server("floor", work))
     if "sidecar" in forms:
         pairs["sidecar"] = (bare_upstream, Server("sidecar", work))
     if "in-process" in forms:
