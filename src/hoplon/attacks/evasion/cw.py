@@ -12,6 +12,8 @@ from hoplon.core.errors import InputError
 from hoplon.targets.types import Capability, require
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
     from hoplon.targets.types import Bounds, Target
@@ -177,6 +179,8 @@ class CarliniWagnerL2:
             l2sq_rows, best_rows = best_l2[rows].square(), best[rows]
             hit_rows = torch.zeros(rows.numel(), dtype=torch.bool, device=x.device)
             last_objective = torch.full((rows.numel(),), torch.inf, dtype=x.dtype, device=x.device)
+            adam = _fused_adam(w, m, v)
+            step_count = torch.zeros((), dtype=x.dtype, device=x.device)
             for step in range(self.steps):
                 objective, slack, l2_squared, candidate, grad = self._objective_and_gradient(
                     target, w, middle, half, x_rows, y_rows, true_rows, c_rows
@@ -188,11 +192,30 @@ class CarliniWagnerL2:
                 best_rows = torch.where(smaller.reshape(view), candidate, best_rows)
 
                 # Adam, elementwise, so each sample is optimised on its own; all rows share the step count.
-                t = step + 1
-                m.mul_(_BETA1).add_(grad, alpha=1 - _BETA1)
-                v.mul_(_BETA2).addcmul_(grad, grad, value=1 - _BETA2)
-                denominator = (v / (1 - _BETA2**t)).sqrt_().add_(_ADAM_EPS)
-                w.addcdiv_(m, denominator, value=-self.learning_rate / (1 - _BETA1**t))
+                if adam is not None:  # torch's fused kernel: the same update in one pass instead of eight ops
+                    step_count += 1
+                    adam(
+                        [w],
+                        # The kernel walks raw memory: the gradient comes back channels_last from such a target.
+                        [grad.contiguous()],
+                        [m],
+                        [v],
+                        [],
+                        [step_count],
+                        lr=self.learning_rate,
+                        beta1=_BETA1,
+                        beta2=_BETA2,
+                        weight_decay=0.0,
+                        eps=_ADAM_EPS,
+                        amsgrad=False,
+                        maximize=False,
+                    )
+                else:
+                    t = step + 1
+                    m.mul_(_BETA1).add_(grad, alpha=1 - _BETA1)
+                    v.mul_(_BETA2).addcmul_(grad, grad, value=1 - _BETA2)
+                    denominator = (v / (1 - _BETA2**t)).sqrt_().add_(_ADAM_EPS)
+                    w.addcdiv_(m, denominator, value=-self.learning_rate / (1 - _BETA1**t))
 
                 if self.abort_early and step % check_every == 0:
                     stalled = objective > 0.9999 * last_objective
@@ -294,3 +317,25 @@ class CarliniWagnerL2:
         needed = (margin.detach() + self.confidence).clamp(min=0.0)
         const = (4.0 * needed / squared).clamp(*_AUTO_CONST_RANGE)
         return torch.where((squared > 0) & torch.isfinite(const), const, torch.full_like(const, 0.01))
+
+
+def _fused_adam(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor) -> Callable[..., None] | None:
+    """torch's fused Adam step (``torch._fused_adam_``, what ``torch.optim.Adam(fused=True)`` runs) for ``w`` and
+    its moments ``m`` and ``v``, or None where it is missing or does not apply (the update is then written out op by
+    op). The CPU kernel reads every tensor as contiguous memory, so it is used only for contiguous float tensors on
+    the CPU (and the caller passes a contiguous gradient).
+
+    It is the same update as the written-out one up to float rounding: ``m ← β₁m + (1 − β₁)g``,
+    ``v ← β₂v + (1 − β₂)g²``, ``w ← w − lr/(1 − β₁ᵗ) · m / (√v/√(1 − β₂ᵗ) + ε)``; a test checks the two against
+    each other. On a small tabular model the eight elementwise ops it replaces cost ~5 % of a step.
+    """
+    import torch
+
+    fused = getattr(torch, "_fused_adam_", None)
+    tensors = (w, m, v)
+    if fused is None or any(
+        t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64) or not t.is_contiguous()
+        for t in tensors
+    ):
+        return None
+    return fused  # type: ignore[no-any-return]
