@@ -540,6 +540,17 @@ class TorchattacksBox:
 # --------------------------------------------------------------------------------------------- the plan
 
 
+def _two_runs(p: Problem, norm: str, label: str, name: str, config: str) -> list[Run]:
+    """``name`` with a second run, from a random start, on the samples the first left robust (``restarts=2``),
+    in both protocols."""
+    return [
+        protocol(
+            p, Run(p.name, norm, "hoplon", f"{label}, 2 runs", mode, config), lambda: make(name, norm=norm, restarts=2)
+        )
+        for protocol, mode in ((hoplon_sweep, "sweep"), (hoplon_per_eps, "per-ε"))
+    ]
+
+
 def hoplon_runs(p: Problem, norm: str, fast: bool) -> list[Run]:
     runs: list[Run] = []
     add = runs.append
@@ -560,22 +571,7 @@ def hoplon_runs(p: Problem, norm: str, fast: bool) -> list[Run]:
             lambda: make("pgd", norm=norm),
         )
     )
-    # A second run, from a random start, on the samples the first left robust (PGD's and APGD's restarts=2).
-    for protocol in (hoplon_sweep, hoplon_per_eps):
-        add(
-            protocol(
-                p,
-                Run(
-                    d,
-                    norm,
-                    "hoplon",
-                    "PGD-40, 2 runs",
-                    "sweep" if protocol is hoplon_sweep else "per-ε",
-                    "pgd steps=40 restarts=2: from x, then a random start",
-                ),
-                lambda: make("pgd", norm=norm, restarts=2),
-            )
-        )
+    runs += _two_runs(p, norm, "PGD-40", "pgd", "pgd steps=40 restarts=2: from x, then a random start")
     if not fast:  # the random start's lottery (hoplon's former default; not counted against the targets)
         for seed in (0, 1, 2):
             add(
@@ -601,21 +597,7 @@ def hoplon_runs(p: Problem, norm: str, fast: bool) -> list[Run]:
                 lambda: make("apgd-ce", norm=norm),
             )
         )
-    for protocol in (hoplon_sweep, hoplon_per_eps):
-        add(
-            protocol(
-                p,
-                Run(
-                    d,
-                    norm,
-                    "hoplon",
-                    "APGD-CE, 2 runs",
-                    "sweep" if protocol is hoplon_sweep else "per-ε",
-                    "apgd-ce steps=100 restarts=2: from x, then a random start",
-                ),
-                lambda: make("apgd-ce", norm=norm, restarts=2),
-            )
-        )
+    runs += _two_runs(p, norm, "APGD-CE", "apgd-ce", "apgd-ce steps=100 restarts=2: from x, then a random start")
     return runs
 
 
