@@ -58,7 +58,7 @@ def _pair(channels: int, scripted: bool) -> tuple[TorchTarget, TorchTarget]:
     return plain, fast
 
 
-@pytest.mark.parametrize(("channels", "scripted"), [(3, False), (3, True), (1, True)])
+@pytest.mark.parametrize(("channels", "scripted"), [(3, False), (1, False), (3, True), (1, True)])
 def test_channels_last_matches_contiguous(channels: int, scripted: bool) -> None:
     plain, fast = _pair(channels, scripted)
     assert fast.channels_last and not plain.channels_last
@@ -79,6 +79,32 @@ def test_channels_last_matches_contiguous(channels: int, scripted: bool) -> None
     torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-5)
     assert float(grads[1].abs().sum()) > 0
     assert fast.counter.queries == plain.counter.queries == 12
+
+
+def test_flatten_hands_its_gradient_back_channels_last() -> None:
+    plain, fast = _pair(1, scripted=False)
+    seen: list[tuple[bool, bool]] = []
+
+    def watch(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:  # runs after the target's own hook
+        if args[0].requires_grad:
+            args[0].register_hook(
+                lambda g: seen.append((g.is_contiguous(), g.is_contiguous(memory_format=torch.channels_last)))
+            )
+
+    for target in (plain, fast):
+        flatten = next(m for m in target.module.modules() if isinstance(m, nn.Flatten))
+        flatten.register_forward_pre_hook(watch)
+    x = torch.rand((5, 1, 8, 8), generator=torch.Generator().manual_seed(3))
+    grads = []
+    for target in (plain, fast):
+        leaf = x.clone().requires_grad_(True)
+        grads.append(input_gradient(target.logits(leaf)[:, 1].sum(), leaf))
+    # contiguous model: the gradient at the flatten is plain NCHW; channels_last model: converted back
+    assert seen == [(True, False), (False, True)]
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-5)
+    with torch.no_grad():  # no gradient, no hook: predictions take the plain path
+        fast.predict(x)
+    assert len(seen) == 2
 
 
 def test_evaluate_hands_back_contiguous_adversarials() -> None:

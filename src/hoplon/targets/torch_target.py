@@ -22,6 +22,29 @@ _MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 _PROBE_RTOL, _PROBE_ATOL = 1e-4, 1e-5
 
 
+def _channels_last_gradient(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+    """A forward pre-hook for ``nn.Flatten`` in a channels_last model: the gradient of its input comes back
+    channels_last.
+
+    Flattening a channels_last batch copies it into the (N, C·H·W) order the next layer expects, and the
+    backward hands the layer before it a gradient in the contiguous layout; PyTorch's CPU kernels for
+    max-pooling and ReLU then convert or walk mismatched strides (about a fifth of a forward and input
+    gradient of a LeNet-style CNN). One explicit conversion here keeps the backward in one layout. Values are
+    unchanged: only the memory order of the gradient differs.
+    """
+    import torch
+
+    x = args[0] if args else None
+    if (
+        isinstance(x, torch.Tensor)
+        and x.requires_grad
+        and x.dim() == 4
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    ):
+        x.register_hook(lambda grad: grad.contiguous(memory_format=torch.channels_last))
+
+
 @contextmanager
 def quiet_torchscript() -> Iterator[None]:
     """Silence torch 2.13's deprecation warnings for TorchScript, which hoplon reads and writes on purpose."""
@@ -48,7 +71,9 @@ class TorchTarget:
             and max-pooling run markedly faster that way on CPU (forward and input gradient of the demo digits CNN:
             about 0.55× and 0.85× the time). Inputs keep their layout for the caller: the conversion is one
             differentiable copy inside the forward, so gradients still reach the tensor an attack passes in, and
-            the scores returned are ordinary ``(batch, n_classes)`` tensors. ``"contiguous"`` leaves the module and
+            the scores returned are ordinary ``(batch, n_classes)`` tensors. In an ``nn.Module`` (not TorchScript)
+            each ``nn.Flatten`` also gets a forward pre-hook that hands its input's gradient back channels_last,
+            so the backward does not switch layouts at the flatten. ``"contiguous"`` leaves the module and
             the inputs alone. ``"auto"`` (default) picks channels_last for image inputs (``input_shape`` of 3 axes,
             ``(channels, height, width)``) when a probe on two rows runs and matches the contiguous outputs within
             float rounding, and otherwise (other shapes, or a model that reshapes with ``view`` or breaks on that
@@ -143,6 +168,10 @@ class TorchTarget:
             except Exception as exc:  # a model that breaks on the layout keeps the contiguous path
                 problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if not problem:
+            # Gradients through nn.Flatten come back channels_last (not inside TorchScript, which takes no hooks).
+            for sub in self.module.modules():
+                if isinstance(sub, torch.nn.Flatten):
+                    sub.register_forward_pre_hook(_channels_last_gradient)
             return True
         self.module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         if strict:
