@@ -5,9 +5,11 @@ live in the box [-3, 3]) on the same test samples, in one process with one torch
 re-scores every library's output: nothing is clipped; a sample outside the box (±1e-6) or the ε-ball
 (‖δ‖ ≤ ε + 1e-6) counts as NOT adversarial and is reported as invalid. The model rows each library
 evaluates are counted by a wrapper module around the model (the benchmark's own count, not the
-libraries'), and CPU seconds by ``time.process_time()`` around each attack call. hoplon's ``TorchTarget`` lays an
-image model's weights out channels_last in place (its default, same values), so hoplon gets its own copy of the
-module (the same weights, counted by the same tally) and the peers the module exactly as loaded.
+libraries'), and CPU seconds by ``time.process_time()`` around each attack call. hoplon gets its own copy of the
+TorchScript module, as ``hoplon audit --model model.pt`` loads it (its ``TorchTarget`` lays an image model's
+weights out channels_last in place, same values, and runs a scripted ``Sequential`` in two halves around its
+``Flatten``): its rows are counted into the same tally where the target calls the module, one count per forward
+as the wrapper does. The peers get the module exactly as loaded, inside the wrapper.
 
 Run it from the repository root, inside the benchmark's own environment (see benchmarks/README.md):
 
@@ -163,11 +165,11 @@ class Problem:
     eps: dict[str, list[float]]
     clean_accuracy: float = 0.0
     counted: Counting = field(init=False)
-    hoplon_model: Counting = field(init=False)  # hoplon's copy (TorchTarget converts it), same tally
+    hoplon_script: torch.jit.ScriptModule = field(init=False)  # hoplon's copy (its TorchTarget converts it)
 
     def __post_init__(self) -> None:
         self.counted = Counting(self.script).eval()
-        self.hoplon_model = Counting(copy.deepcopy(self.script), self.counted.tally).eval()
+        self.hoplon_script = copy.deepcopy(self.script).eval()
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -370,9 +372,22 @@ def min_norm_run(p: Problem, run: Run, attack: Callable[[], Any]) -> Run:
 # ----------------------------------------------------------------------------------------------- hoplon
 
 
+class _CountedTarget(TorchTarget):
+    """hoplon's target over its TorchScript copy, counting the rows of every forward into the problem's tally
+    (what ``Counting`` does for the peers, at the same place: the call into the model)."""
+
+    tally: Tally
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.tally.rows += int(x.shape[0])
+        return super()._forward(x)
+
+
 def _target(p: Problem) -> TorchTarget:
     bounds = Bounds.scalar(p.lo, p.hi)
-    return TorchTarget(p.hoplon_model, input_shape=p.shape, n_classes=p.n_classes, bounds=bounds, name=p.name)
+    target = _CountedTarget(p.hoplon_script, input_shape=p.shape, n_classes=p.n_classes, bounds=bounds, name=p.name)
+    target.tally = p.counted.tally
+    return target
 
 
 def hoplon_sweep(p: Problem, run: Run, attacks: Callable[[], Any], eps: list[float] | None = None) -> Run:

@@ -143,3 +143,57 @@ def test_memory_format_fails_closed() -> None:
         TorchTarget(nn.Linear(4, 3), input_shape=(4,), n_classes=3, memory_format="channels_last")
     with pytest.raises(InputError, match="memory_format"):
         TorchTarget(nn.Linear(4, 3), input_shape=(4,), n_classes=3, memory_format="nhwc")  # type: ignore[arg-type]
+
+
+def test_scripted_sequential_runs_split_at_its_flatten() -> None:
+    plain, fast = _pair(1, scripted=True)
+    assert fast._halves is not None and plain._halves is None
+    head, tail = fast._halves
+    assert [c.original_name for _, c in head.named_children()] == ["Conv2d", "ReLU", "MaxPool2d"]
+    assert [c.original_name for _, c in tail.named_children()] == ["Flatten", "Linear"]
+    x = torch.rand((7, 1, 8, 8), generator=torch.Generator().manual_seed(4))
+    grads = []
+    for target in (plain, fast):
+        leaf = x.clone().requires_grad_(True)
+        grads.append(input_gradient(target.logits(leaf)[:, 2].sum(), leaf))
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast.predict(x), plain.predict(x), rtol=0, atol=1e-5)
+    assert fast.counter.queries == plain.counter.queries == 14
+
+
+class _Twice(nn.Module):
+    """Not a plain Sequential: a child called twice (its TorchScript graph is no chain)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+        self.flat = nn.Flatten()
+        self.head = nn.Linear(64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.flat(self.conv(self.conv(x))))
+        return out
+
+
+class Sequential(nn.Module):  # a user's class that happens to share the name
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, 3, padding=1)
+        self.b = nn.Flatten()
+        self.c = nn.Linear(64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.c(self.b(self.a(x) + x))
+        return out
+
+
+@pytest.mark.parametrize("module", [_Twice, Sequential])
+def test_other_scripted_models_run_whole(module: type[nn.Module]) -> None:
+    torch.manual_seed(0)
+    scripted = _scripted(module().eval())
+    x = torch.rand((3, 1, 8, 8), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        reference = scripted(x)
+    target = TorchTarget(scripted, input_shape=(1, 8, 8), n_classes=3)
+    assert target.channels_last and target._halves is None
+    torch.testing.assert_close(target.predict(x), reference, rtol=0, atol=1e-5)

@@ -45,6 +45,63 @@ def _channels_last_gradient(module: nn.Module, args: tuple[torch.Tensor, ...]) -
         x.register_hook(lambda grad: grad.contiguous(memory_format=torch.channels_last))
 
 
+def _is_plain_sequential(module: torch.jit.ScriptModule) -> bool:
+    """Whether a TorchScript module is ``nn.Sequential``'s own forward: each child called once, in order, on
+    the previous child's output (the graph torch.jit.script writes for ``nn.Sequential``), nothing else."""
+    if getattr(module, "original_name", None) != "Sequential":
+        return False
+    names = [name for name, _ in module.named_children()]
+    graph = module.graph
+    inputs = list(graph.inputs())
+    if len(inputs) != 2 or not names:
+        return False
+    children: dict[str, str] = {}  # value name of a GetAttr's output -> the child's attribute name
+    previous, called = inputs[1], 0
+    for node in graph.nodes():
+        if node.kind() == "prim::GetAttr":
+            children[node.output().debugName()] = node.s("name")
+        elif node.kind() == "prim::CallMethod" and node.s("name") == "forward":
+            args = list(node.inputs())
+            if (
+                called >= len(names)
+                or len(args) != 2
+                or children.get(args[0].debugName()) != names[called]
+                or args[1] is not previous
+            ):
+                return False
+            previous, called = node.output(), called + 1
+        else:
+            return False
+    outputs = list(graph.outputs())
+    return called == len(names) and len(outputs) == 1 and outputs[0] is previous
+
+
+def _split_at_flatten(module: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """A TorchScript ``nn.Sequential`` with a ``Flatten`` child, as two TorchScript halves split before it.
+
+    TorchScript takes no hooks, so :func:`_channels_last_gradient` cannot sit inside it; called between the
+    halves it can. Only the ``Sequential`` container is compiled anew (from children that are TorchScript
+    already, sharing their parameters): no Python code of the model runs. ``None`` for any other shape.
+    """
+    import torch
+    from torch import nn
+
+    if not isinstance(module, torch.jit.ScriptModule) or not _is_plain_sequential(module):
+        return None
+    children = [child for _, child in module.named_children()]
+    kinds = [getattr(child, "original_name", None) for child in children]
+    if "Flatten" not in kinds[1:]:
+        return None
+    cut = kinds.index("Flatten", 1)
+    try:
+        with quiet_torchscript():
+            head = torch.jit.script(nn.Sequential(*children[:cut]))
+            tail = torch.jit.script(nn.Sequential(*children[cut:]))
+    except Exception:  # an unusual child TorchScript won't re-wrap: the whole module runs as it is
+        return None
+    return head, tail
+
+
 @contextmanager
 def quiet_torchscript() -> Iterator[None]:
     """Silence torch 2.13's deprecation warnings for TorchScript, which hoplon reads and writes on purpose."""
@@ -71,9 +128,10 @@ class TorchTarget:
             and max-pooling run markedly faster that way on CPU (forward and input gradient of the demo digits CNN:
             about 0.55× and 0.85× the time). Inputs keep their layout for the caller: the conversion is one
             differentiable copy inside the forward, so gradients still reach the tensor an attack passes in, and
-            the scores returned are ordinary ``(batch, n_classes)`` tensors. In an ``nn.Module`` (not TorchScript)
-            each ``nn.Flatten`` also gets a forward pre-hook that hands its input's gradient back channels_last,
-            so the backward does not switch layouts at the flatten. ``"contiguous"`` leaves the module and
+            the scores returned are ordinary ``(batch, n_classes)`` tensors. Each ``nn.Flatten`` of an ``nn.Module``
+            also gets a forward pre-hook that hands its input's gradient back channels_last, so the backward does
+            not switch layouts at the flatten; a TorchScript ``nn.Sequential`` (which takes no hooks) runs as two
+            TorchScript halves split before its ``Flatten``, with the same conversion between them. ``"contiguous"`` leaves the module and
             the inputs alone. ``"auto"`` (default) picks channels_last for image inputs (``input_shape`` of 3 axes,
             ``(channels, height, width)``) when a probe on two rows runs and matches the contiguous outputs within
             float rounding, and otherwise (other shapes, or a model that reshapes with ``view`` or breaks on that
@@ -136,6 +194,7 @@ class TorchTarget:
         self.n_classes = n_classes
         self.channels_last = False
         self._channels_last_format = torch.channels_last
+        self._halves: tuple[nn.Module, nn.Module] | None = None  # a scripted Sequential split at its Flatten
         if memory_format == "channels_last" and len(self.input_spec.shape) != 3:
             raise InputError(
                 f"memory_format='channels_last' needs image inputs of shape (channels, height, width); "
@@ -168,10 +227,17 @@ class TorchTarget:
             except Exception as exc:  # a model that breaks on the layout keeps the contiguous path
                 problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if not problem:
-            # Gradients through nn.Flatten come back channels_last (not inside TorchScript, which takes no hooks).
+            # Gradients through nn.Flatten come back channels_last: a hook in an nn.Module; TorchScript takes
+            # none, so a scripted Sequential runs as two halves with the hook between them (if they agree).
             for sub in self.module.modules():
                 if isinstance(sub, torch.nn.Flatten):
                     sub.register_forward_pre_hook(_channels_last_gradient)
+            halves = _split_at_flatten(self.module)
+            if halves is not None:
+                with torch.no_grad():
+                    split = halves[1](halves[0](probe.contiguous(memory_format=torch.channels_last)))
+                if torch.allclose(split, converted, rtol=_PROBE_RTOL, atol=_PROBE_ATOL, equal_nan=True):
+                    self._halves = halves
             return True
         self.module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         if strict:
@@ -185,7 +251,12 @@ class TorchTarget:
             batch = x.to(self.device)
             if self.channels_last:  # one differentiable copy: gradients reach the caller's tensor
                 batch = batch.contiguous(memory_format=self._channels_last_format)
-            out: torch.Tensor = self.module(batch)
+            if self._halves is None:
+                out: torch.Tensor = self.module(batch)
+            else:
+                middle = self._halves[0](batch)
+                _channels_last_gradient(self.module, (middle,))
+                out = self._halves[1](middle)
         except RuntimeError as exc:
             raise InputError(f"The model {self.name} failed on a batch of shape {tuple(x.shape)}: {exc}") from None
         return out
