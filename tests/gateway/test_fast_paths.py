@@ -213,6 +213,13 @@ def test_long_integers_stay_exact_and_non_finite_values_keep_their_errors() -> N
     doc, plain = load_json(b'{"id": 123456789012345678901234567890}', strict=False)
     assert doc["id"] == 123456789012345678901234567890 and not plain
     assert dump_json(doc, plain=plain) == b'{"id":123456789012345678901234567890}'
+    # below -2^63 (orjson's floor) and from 2^64 (its ceiling): the standard library's exact integers
+    for text in ("-9223372036854775809", "-9999999999999999999", "18446744073709551616"):
+        doc, plain = load_json(b'{"id": %s}' % text.encode(), strict=False)
+        assert doc["id"] == int(text) and type(doc["id"]) is int and not plain
+        assert dump_json(doc, plain=plain) == b'{"id":%s}' % text.encode()
+    doc, plain = load_json(b'{"id": -922337203685477580, "x": -0.5e-10}', strict=False)
+    assert doc["id"] == -922337203685477580 and plain  # 18 digits: orjson's, exactly
     answer, plain = load_json(b'{"scores": [NaN, Infinity]}', strict=False)
     assert math.isnan(answer["scores"][0]) and not plain
     assert dump_json(answer, plain=plain) == b'{"scores":[NaN,Infinity]}'

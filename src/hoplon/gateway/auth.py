@@ -25,11 +25,12 @@ import jwt
 
 from hoplon.core.errors import InputError
 from hoplon.gateway.config import JwtConfig
-from hoplon.gateway.keys import KeyStore
+from hoplon.gateway.keys import ApiKey, KeyStore
 
 __all__ = ["Authenticator", "Identity", "JwksCache", "has_scope"]
 
 log = logging.getLogger("hoplon.gateway")
+_MAX_IDENTITIES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,9 @@ class Authenticator:
     def __init__(self, keys: KeyStore | None, jwt_config: JwtConfig | None) -> None:
         self.keys = keys
         self.jwt = _JwtVerifier(jwt_config) if jwt_config is not None else None
+        # The identity of each key record seen, made once: the records are immutable and a reread of the keys
+        # file makes new ones, so an entry is used only while it belongs to the very record checked.
+        self._identities: dict[str, tuple[ApiKey, Identity]] = {}
 
     def authenticate(self, headers: dict[bytes, bytes]) -> Identity:
         api_key = headers.get(b"x-api-key")
@@ -211,7 +215,14 @@ class Authenticator:
                 raise AuthFailure(
                     f"key_{why}", "The API key is invalid." if why != "revoked" else "The key is revoked."
                 )
-            return Identity(record.client, "api_key", record.key_id, frozenset(record.scopes))
+            known = self._identities.get(record.key_id)
+            if known is not None and known[0] is record:
+                return known[1]
+            identity = Identity(record.client, "api_key", record.key_id, frozenset(record.scopes))
+            if len(self._identities) >= _MAX_IDENTITIES:  # bounded: the live keys fit many times over
+                self._identities.clear()
+            self._identities[record.key_id] = (record, identity)
+            return identity
         if token is not None:
             if self.jwt is None:
                 raise AuthFailure("jwt_disabled", "Bearer tokens are not accepted here.")

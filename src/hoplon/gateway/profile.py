@@ -8,7 +8,9 @@ batch lies outside the *observed* range (a soft out-of-distribution signal, 0 in
 
 from __future__ import annotations
 
+import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,22 @@ from hoplon.core.errors import InputError
 __all__ = ["PROFILE_SCHEMA", "Profile", "build_profile"]
 
 PROFILE_SCHEMA = "hoplon.profile/v1"
+
+
+def _clip_ufunc() -> Callable[..., Any]:
+    """The clip ufunc itself (numpy 2: ``numpy._core``, 1.26: ``numpy.core``): np.clip and ndarray.clip reach
+    it through two layers of Python."""
+    for module in ("numpy._core.umath", "numpy.core.umath"):
+        try:
+            clip = getattr(importlib.import_module(module), "clip", None)
+        except ImportError:
+            continue
+        if isinstance(clip, np.ufunc):
+            return clip
+    return np.clip  # pragma: no cover - every supported numpy has the ufunc
+
+
+_clip = _clip_ufunc()
 
 
 def build_profile(
@@ -81,11 +99,17 @@ class Profile:
         self.upper = np.asarray(raw["upper"], dtype=np.float64)
         self.scale = np.where(self.max > self.min, self.max - self.min, 1.0)
         self.categories = {int(j): np.asarray(v, dtype=np.float64) for j, v in raw.get("categories", {}).items()}
+        # The observed range in the samples' shape, where the profile's shape and bounds agree.
+        fits = self.min.shape == self.max.shape == (int(np.prod(self.shape)),)
+        self._low = self.min.reshape(self.shape) if fits else None
+        self._high = self.max.reshape(self.shape) if fits else None
         # The observed range lies inside the enforced box (as ``build_profile`` makes it): a batch inside the
-        # observed range then has no box violation and scores 0, which one pair of comparisons tells.
+        # observed range then has no box violation and scores 0, which one clip tells. The clip test needs
+        # min <= max (no NaN): clipping to [min, max] then leaves only the values inside unchanged.
         self._nested = bool(
             self.lower.shape == self.min.shape == self.max.shape == self.upper.shape
             and (self.lower <= self.min).all()
+            and (self.min <= self.max).all()
             and (self.max <= self.upper).all()
         )
 
@@ -98,10 +122,21 @@ class Profile:
 
     def check(self, x: np.ndarray) -> tuple[list[Violation], float]:
         """Violations of the box or categories (at most 5 reported) and the batch's OOD score."""
-        flat = x.reshape(len(x), -1)
         violations: list[Violation] = []
-        if self._nested and ((flat >= self.min) & (flat <= self.max)).all():  # the common case
-            return (self._category_violations(flat, violations)[:5] if self.categories else violations), 0.0
+        # The common case, a batch inside the observed range: clipped to it, it is unchanged (one ufunc and
+        # two copies out, against two comparisons, their conjunction and ndarray.all's Python wrapper). A
+        # batch it leaves short of that (or a -0.0 clipped to 0.0) takes the full path below. Samples of the
+        # profile's shape are clipped as they are, against the bounds in that shape (no reshape).
+        if self._nested:
+            if self._low is not None and x.shape[1:] == self.shape:
+                sample, low, high = x, self._low, self._high
+            else:
+                sample, low, high = x.reshape(len(x), -1), self.min, self.max
+            if _clip(sample, low, high).tobytes() == sample.tobytes():
+                if not self.categories:
+                    return violations, 0.0
+                return self._category_violations(x.reshape(len(x), -1), violations)[:5], 0.0
+        flat = x.reshape(len(x), -1)
         if not ((flat >= self.lower).all() and (flat <= self.upper).all()):
             outside = (flat < self.lower) | (flat > self.upper)
             violations = [

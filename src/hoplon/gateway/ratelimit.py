@@ -298,11 +298,21 @@ class AuthGuard:
         self._source_expiry = self.per_source.get_expiry()
         self._global_key = self.global_.key_for("hoplon-authfail-global")
         self._global_expiry = self.global_.get_expiry()
+        self._quick = self.per_source.amount >= 1 and self.global_.amount >= 1  # a count of 0 is below both
 
     def blocked(self, source: str) -> Limited | None:
         memory = self._memory
         # The common case, no recent failure from this source nor a tripped global rate, decided on
-        # pre-built keys without the strategies' key formatting (the full test below when in doubt).
+        # pre-built keys without the strategies' key formatting (the full test below when in doubt). With no
+        # failure on record at all the counts are 0 (``moving_count`` without its calls).
+        if (
+            memory is not None
+            and self._quick
+            and not memory.events.get(self._source_head + source + self._source_tail)
+            and not memory.events.get(self._global_key)
+        ):
+            self.tripped_at = None
+            return None
         if memory is not None and (
             memory.moving_count(self._source_head + source + self._source_tail, self._source_expiry)
             <= self.per_source.amount - 1

@@ -101,6 +101,12 @@ class Runtime:
         self.hardening = Hardening(
             out.label_only, out.top_k, out.round_digits, out.noise_scale, self.noise_key, out.strip_fields
         )
+        # Every stage between admission and the model call enforces and fails closed (the defaults): the
+        # firewall then runs them straight through, without its generic per-stage wrapper.
+        self.enforced = all(
+            config.stage(name).mode == "enforce" and config.stage(name).on_error == "fail_closed"
+            for name in ("authentication", "authorisation", "rate_limits", "validation")
+        )
 
     def input_hmac(self, message: bytes) -> str:
         """HMAC-SHA256 of ``message`` under the audit key, as hex (the value ``hmac.digest`` gives)."""
