@@ -131,8 +131,9 @@ class TorchTarget:
             the scores returned are ordinary ``(batch, n_classes)`` tensors. Each ``nn.Flatten`` of an ``nn.Module``
             also gets a forward pre-hook that hands its input's gradient back channels_last, so the backward does
             not switch layouts at the flatten; a TorchScript ``nn.Sequential`` (which takes no hooks) runs as two
-            TorchScript halves split before its ``Flatten``, with the same conversion between them. ``"contiguous"`` leaves the module and
-            the inputs alone. ``"auto"`` (default) picks channels_last for image inputs (``input_shape`` of 3 axes,
+            TorchScript halves split before its ``Flatten``, with the same conversion between them.
+            ``"contiguous"`` leaves the module and the inputs alone. ``"auto"`` (default) picks channels_last for
+            image inputs (``input_shape`` of 3 axes,
             ``(channels, height, width)``) when a probe on two rows runs and matches the contiguous outputs within
             float rounding, and otherwise (other shapes, or a model that reshapes with ``view`` or breaks on that
             layout) keeps the contiguous path and the module untouched. Results equal the contiguous path's up to
