@@ -185,7 +185,9 @@ def test_wrong_shape(gateway: Firewall, alice: str) -> None:
     assert reply.status == 422 and audit_of(gateway, reply)["reason"] == "wrong_shape"
 
 
-@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"1" + b"0" * 400])
+@pytest.mark.parametrize(
+    "literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"1" + b"0" * 400, b'"nan"', b'"-inf"', b'"1e999"']
+)
 def test_nan_and_inf(gateway: Firewall, alice: str, literal: bytes) -> None:
     body = b'{"inputs":[{"name":"x","shape":[1,1,8,8],"datatype":"FP32","data":[' + b"0," * 63 + literal + b"]}]}"
     reply = infer(gateway, body, {"x-api-key": alice})

@@ -202,6 +202,10 @@ def _numeric(data: Any) -> np.ndarray:
         raise BadRequest(400, "bad_values", "The input must be a rectangular array of numbers.") from None
     except OverflowError:  # an integer beyond a float's range (the standard library reads it exactly)
         raise BadRequest(400, "non_finite", "The input holds a number beyond the range of a float.") from None
+    # numpy also reads numeric strings ("nan", "inf", "1e999"): whatever orjson could vouch for, what numpy
+    # made of it is checked here (the struct path above takes real numbers only)
+    if not np.isfinite(array).all():
+        raise BadRequest(400, "non_finite", "The input holds NaN or infinite values.")
     return array
 
 
