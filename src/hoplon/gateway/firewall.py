@@ -353,9 +353,7 @@ class Firewall:
             stages["authentication"] = "pass"
             name, t = "authorisation", now
             model = ctx.model
-            scopes = ctx.identity.scopes  # has_scope(ctx.identity, "model", model), inline
-            if model is not None and f"model:{model}" not in scopes and "model:*" not in scopes:
-                raise Deny(403, "scope", f"This identity may not call model {model!r}.")
+            self._authorise(ctx)  # the scope rule lives in one place (``has_scope``), for both paths
             now = perf()
             pending.append((_AUTHORISATION, now - t))
             stages["authorisation"] = "pass"
@@ -609,10 +607,7 @@ class Firewall:
         try:
             doc, plain = load_json(body, strict=False)
             hardening = rt.hardening
-            scopes = ctx.identity.scopes  # has_scope(ctx.identity, "output", "scores"), inline
-            if (
-                ctx.degraded or ("output:scores" not in scopes and "output:*" not in scopes)
-            ) and not hardening.label_only:
+            if (ctx.degraded or not has_scope(ctx.identity, "output", "scores")) and not hardening.label_only:
                 hardening = Hardening(True, None, None, 0.0, hardening.noise_key, hardening.strip_fields)
             digests = ctx.digests()
             hardened, ctx.output = harden_response(doc, digests, hardening, finite=plain)
