@@ -369,10 +369,7 @@ class Firewall:
         name = "rate_limits"
         t = perf()
         try:
-            limited = rt.limiter.check(ctx.identity.subject, model, ctx.source, 1 if parsed is None else parsed.batch)
-            if limited is not None:
-                self.metrics.rate_limited.labels(limited.limit).inc()
-                raise Deny(429, limited.limit, f"Rate limit {limited.limit} reached.", limited.headers)
+            self._limit(rt, ctx, model, 1 if parsed is None else parsed.batch)  # the generic path's check
             now = perf()
             pending.append((_RATE_LIMITS, now - t))
             stages["rate_limits"] = "pass"
