@@ -8,8 +8,17 @@ from typing import ClassVar
 import pytest
 import torch
 
-from hoplon.attacks import FGSM, PGD, CarliniWagnerL2, evaluate
-from hoplon.attacks.evasion.ops import BallBox, clip_to_ball_and_box, flat_norm, input_gradient
+from hoplon.attacks import APGD, FGSM, PGD, CarliniWagnerL2, evaluate
+from hoplon.attacks.evasion.apgd import checkpoints
+from hoplon.attacks.evasion.ops import (
+    BallBox,
+    ascent_direction,
+    clip_to_ball_and_box,
+    flat_norm,
+    input_gradient,
+    loss_and_grad,
+    random_start,
+)
 from hoplon.attacks.types import AdversarialBatch, AttackInfo
 from hoplon.core.errors import InputError
 from hoplon.data import Dataset
@@ -98,6 +107,108 @@ def test_pgd_matches_a_plain_loop_without_compaction(cancer_target: TorchTarget,
         assert torch.allclose(fast, slow, atol=1e-5)
         fooled = cancer_target.predict(fast).argmax(1) != y
         assert bool(fooled.any()) and bool((~fooled).any())  # both paths exercised: rows leaving, rows staying
+
+
+def _apgd_oracle(
+    attack: APGD,
+    target: TorchTarget,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    y_target: torch.Tensor | None,
+    eps: float,
+    bounds: Bounds,
+    rng: torch.Generator,
+    at_x: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One APGD run written as the paper states it: every row's state in whole-batch tensors, updated by
+    row scatters, a fooled row frozen in place (no compaction), the framework's projection at every step."""
+    norm, n = attack.norm, x.shape[0]
+    shape = (-1, *([1] * (x.ndim - 1)))
+
+    def project(point: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return clip_to_ball_and_box(x[rows], point, norm, eps, bounds)
+
+    def targets(rows: torch.Tensor) -> torch.Tensor | None:
+        return y_target[rows] if y_target is not None else None
+
+    current = x.clone() if at_x else random_start(x, norm, eps, bounds, rng)
+    loss, grad, logits = loss_and_grad(target, current, y, attack.loss, y_target)
+    if at_x:
+        stuck = (~grad.flatten(1).ne(0).any(1)).nonzero().squeeze(1)
+        if stuck.numel():
+            current[stuck] = random_start(x[stuck], norm, eps, bounds, rng)
+            loss[stuck], grad[stuck], logits[stuck] = loss_and_grad(
+                target, current[stuck], y[stuck], attack.loss, targets(stuck)
+            )
+    fooled = logits.argmax(1) != y
+    found, previous = current.clone(), current.clone()
+    best_x, best_loss, best_grad = current.clone(), loss.clone(), grad.clone()
+    step = torch.full((n,), 2.0 * eps)
+    last_loss, best_at_check = loss.clone(), loss.clone()
+    increases = torch.zeros(n, dtype=torch.long)
+    halved_at_check = torch.zeros(n, dtype=torch.bool)
+    marks, last_mark = set(checkpoints(attack.steps)), 0
+    for k in range(attack.steps):
+        rows = (~fooled).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            break
+        alpha = attack.momentum if k > 0 else 1.0
+        here = current[rows]
+        z = project(here + step[rows].reshape(shape) * ascent_direction(grad[rows], norm), rows)
+        moved = project(here + alpha * (z - here) + (1.0 - alpha) * (here - previous[rows]), rows)
+        previous[rows], current[rows] = here, moved
+        values, gradients, logits = loss_and_grad(target, moved, y[rows], attack.loss, targets(rows))
+        grad[rows] = gradients
+        increases[rows] += (values > last_loss[rows]).long()
+        last_loss[rows] = values
+        better = values > best_loss[rows]
+        best_x[rows[better]], best_loss[rows[better]], best_grad[rows[better]] = (
+            moved[better],
+            values[better],
+            gradients[better],
+        )
+        hit = logits.argmax(1) != y[rows]
+        found[rows[hit]] = moved[hit]
+        fooled[rows[hit]] = True
+        if k + 1 in marks:
+            halve = (increases.double() < attack.rho * (k + 1 - last_mark)) | (
+                ~halved_at_check & (best_loss <= best_at_check)
+            )
+            halve &= ~fooled
+            step[halve] /= 2.0
+            current[halve], grad[halve], last_loss[halve] = best_x[halve], best_grad[halve], best_loss[halve]
+            halved_at_check, best_at_check = halve, best_loss.clone()
+            increases.zero_()
+            last_mark = k + 1
+    found[~fooled] = best_x[~fooled]
+    return found, fooled
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("at_x", [True, False])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_apgd_matches_the_per_row_algorithm(
+    cancer_target: TorchTarget, cancer_test: Dataset, norm: str, at_x: bool, targeted: bool
+) -> None:
+    """The compacted run (rows leave the state tensors when fooled) equals the per-row loop, checkpoints
+    and momentum included: 30 steps cross the schedule's checkpoints 7, 13, 18, 21, 24, 27, 30."""
+    x, y, bounds = cancer_test.x[:60], cancer_test.y[:60], cancer_test.bounds
+    eps = 0.4 if norm == "linf" else 1.5
+    y_target = (1 - y) if targeted else None
+    attack = APGD(norm=norm, steps=30, loss="ce")  # type: ignore[arg-type]
+    fast, fast_fooled = attack._run_once(
+        cancer_target, x, y, y_target, eps, bounds, torch.Generator().manual_seed(5), at_x=at_x
+    )
+    slow, slow_fooled = _apgd_oracle(
+        attack, cancer_target, x, y, y_target, eps, bounds, torch.Generator().manual_seed(5), at_x
+    )
+    assert torch.equal(fast_fooled, slow_fooled)
+    assert bool(fast_fooled.any()) and bool((~fast_fooled).any())  # rows leaving and rows staying
+    # L2 normalises with a fused norm and projects with addcmul: rounding moves a robust row's last point by
+    # up to ~3e-4 over 30 steps, at the same loss to 1e-6.
+    assert torch.allclose(fast, slow, atol=1e-5 if norm == "linf" else 1e-3)
+    loss = torch.nn.CrossEntropyLoss(reduction="none")
+    assert torch.allclose(loss(cancer_target.logits(fast), y), loss(cancer_target.logits(slow), y), atol=1e-5)
 
 
 def test_ball_box_reads_x_only_when_asked(cancer_test: Dataset) -> None:

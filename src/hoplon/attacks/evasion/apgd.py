@@ -8,13 +8,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from hoplon.attacks.evasion.ops import (
+    BallBox,
     Loss,
-    ascent_direction,
     check_eps,
     check_loss_classes,
-    clip_to_ball_and_box,
     loss_and_grad,
     random_start,
+    unit_step,
 )
 from hoplon.attacks.registry import ATTACKS
 from hoplon.attacks.types import AdversarialBatch, AttackInfo, Norm
@@ -190,11 +190,14 @@ class APGD:
         *,
         at_x: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One APGD run from x or a random start: the returned points, and which of them fool the model."""
-        import torch
+        """One APGD run from x or a random start: the returned points, and which of them fool the model.
 
-        def project(point: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            return clip_to_ball_and_box(x[rows], point, self.norm, eps, bounds)
+        The state of the rows still being attacked lives in tensors of those rows only: a row that fools the
+        model keeps that iterate and leaves every state tensor at once (one gather each), so an iteration
+        costs a forward and backward pass and about twenty whole-tensor operations, without per-row scatters.
+        ``tests/attacks/test_step_costs.py`` holds this to a plain per-row loop of the algorithm.
+        """
+        import torch
 
         n = x.shape[0]
         current = x.clone() if at_x else random_start(x, self.norm, eps, bounds, rng)
@@ -208,61 +211,120 @@ class APGD:
                 loss[rows], grad[rows], logits[rows] = loss_and_grad(
                     target, current[rows], y[rows], self.loss, y_target[rows] if y_target is not None else None
                 )
-        fooled = logits.argmax(1) != y
         found = current.clone()
-        previous = current.clone()
-        best_x, best_loss, best_grad = current.clone(), loss.clone(), grad.clone()
-        step = torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device)
-        last_loss = loss.clone()
-        increases = torch.zeros(n, dtype=torch.long, device=x.device)
-        best_at_check = best_loss.clone()
-        halved_at_check = torch.zeros(n, dtype=torch.bool, device=x.device)
+        fooled = logits.argmax(1) != y
+        active = (~fooled).nonzero().squeeze(1)
+        state = _State(
+            ball=BallBox(x, self.norm, eps, bounds),
+            y=y,
+            y_target=y_target,
+            here=current,
+            previous=current,
+            grad=grad,
+            step=torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device),
+            last_loss=loss,
+            increases=torch.zeros(n, dtype=torch.float64, device=x.device),
+            best_x=current,
+            best_loss=loss,
+            best_grad=grad,
+            best_at_check=loss,
+            halved_at_check=torch.zeros(n, dtype=torch.bool, device=x.device),
+        )
+        if active.numel() < n:
+            state = state.keep(active)
+        shape = (-1, *([1] * (x.ndim - 1)))
         marks, last_mark = set(checkpoints(self.steps)), 0
         for k in range(self.steps):
-            rows = (~fooled).nonzero().squeeze(1)
-            if rows.numel() == 0:
+            if active.numel() == 0:
                 break
+            s = state
             alpha = self.momentum if k > 0 else 1.0
-            here = current[rows]
-            shape = (-1, *([1] * (x.ndim - 1)))
-            z = project(here + step[rows].reshape(shape) * ascent_direction(grad[rows], self.norm), rows)
-            moved = project(here + alpha * (z - here) + (1.0 - alpha) * (here - previous[rows]), rows)
-            previous[rows] = here
-            current[rows] = moved
-            values, gradients, logits = loss_and_grad(
-                target, moved, y[rows], self.loss, y_target[rows] if y_target is not None else None
-            )
-            grad[rows] = gradients
-            increases[rows] += (values > last_loss[rows]).long()
-            last_loss[rows] = values
-            better = values > best_loss[rows]
-            improved = rows[better]
-            best_x[improved], best_loss[improved], best_grad[improved] = (
-                moved[better],
-                values[better],
-                gradients[better],
-            )
-            hit = logits.argmax(1) != y[rows]
-            found[rows[hit]] = moved[hit]
-            fooled[rows[hit]] = True
+            here = s.here
+            z = s.ball.project(torch.addcmul(here, s.step.reshape(shape), unit_step(s.grad, self.norm)))
+            if alpha == 1.0:
+                moved = z
+            else:
+                moved = s.ball.project(torch.add(here, z - here, alpha=alpha).add_(here - s.previous, alpha=1.0 - alpha))
+            values, gradients, logits = loss_and_grad(target, moved, s.y, self.loss, s.y_target)
+            s.previous, s.here, s.grad = here, moved, gradients
+            s.increases = s.increases + (values > s.last_loss)
+            s.last_loss = values
+            better = values > s.best_loss
+            s.best_loss = torch.where(better, values, s.best_loss)
+            lifted = better.reshape(shape)
+            s.best_x = torch.where(lifted, moved, s.best_x)
+            s.best_grad = torch.where(lifted, gradients, s.best_grad)
+            pred = logits.argmax(1)
+            if not pred.equal(s.y):
+                # Fooled rows keep this iterate and leave every state tensor.
+                hit = pred != s.y
+                rows = hit.nonzero().squeeze(1)
+                found[active[rows]] = moved[rows]
+                fooled[active[rows]] = True
+                keep = (~hit).nonzero().squeeze(1)
+                active = active[keep]
+                state = s = s.keep(keep)
             if k + 1 in marks:
                 # Section 3.2: halve where (1) under a fraction rho of the steps since the last checkpoint
                 # raised the loss, or (2) the step size was kept at the last checkpoint and the best loss
                 # has not improved since; then restart those samples from their best point.
-                condition_1 = increases.double() < self.rho * (k + 1 - last_mark)
-                condition_2 = ~halved_at_check & (best_loss <= best_at_check)
-                halve = (condition_1 | condition_2) & ~fooled
-                step[halve] /= 2.0
-                current[halve], grad[halve], last_loss[halve] = (
-                    best_x[halve],
-                    best_grad[halve],
-                    best_loss[halve],
-                )
-                halved_at_check, best_at_check = halve, best_loss.clone()
-                increases.zero_()
+                condition_1 = s.increases < self.rho * (k + 1 - last_mark)
+                condition_2 = ~s.halved_at_check & (s.best_loss <= s.best_at_check)
+                halve = condition_1 | condition_2
+                lowered = halve.reshape(shape)
+                s.step = torch.where(halve, s.step / 2.0, s.step)
+                s.here = torch.where(lowered, s.best_x, s.here)
+                s.grad = torch.where(lowered, s.best_grad, s.grad)
+                s.last_loss = torch.where(halve, s.best_loss, s.last_loss)
+                s.halved_at_check, s.best_at_check = halve, s.best_loss
+                s.increases = torch.zeros_like(s.increases)
                 last_mark = k + 1
-        found[~fooled] = best_x[~fooled]
+        found[active] = state.best_x
         return found, fooled
+
+
+@dataclass(slots=True)
+class _State:
+    """The per-row state of one APGD run, for the rows still being attacked. Tensors are replaced, never
+    written in place, so several fields may share one tensor."""
+
+    ball: BallBox
+    y: torch.Tensor
+    y_target: torch.Tensor | None
+    here: torch.Tensor
+    previous: torch.Tensor
+    grad: torch.Tensor
+    step: torch.Tensor
+    last_loss: torch.Tensor
+    increases: torch.Tensor
+    best_x: torch.Tensor
+    best_loss: torch.Tensor
+    best_grad: torch.Tensor
+    best_at_check: torch.Tensor
+    halved_at_check: torch.Tensor
+
+    def keep(self, rows: torch.Tensor) -> _State:
+        """The state of a subset of the rows (int64 indices)."""
+
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t.index_select(0, rows)
+
+        return _State(
+            ball=self.ball.keep(rows),
+            y=pick(self.y),
+            y_target=pick(self.y_target) if self.y_target is not None else None,
+            here=pick(self.here),
+            previous=pick(self.previous),
+            grad=pick(self.grad),
+            step=pick(self.step),
+            last_loss=pick(self.last_loss),
+            increases=pick(self.increases),
+            best_x=pick(self.best_x),
+            best_loss=pick(self.best_loss),
+            best_grad=pick(self.best_grad),
+            best_at_check=pick(self.best_at_check),
+            halved_at_check=pick(self.halved_at_check),
+        )
 
 
 def _likeliest_wrong_classes(target: Target, x: torch.Tensor, y: torch.Tensor, k: int) -> list[torch.Tensor]:

@@ -278,11 +278,14 @@ def loss_and_grad(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One forward and backward pass: per-sample loss, its input gradient, and the logits."""
 
+    import torch
+
     x = x.detach().requires_grad_(True)
     logits = target.logits(x)  # type: ignore[attr-defined]
     values = per_sample_loss(logits, y, loss, y_target)
-    grad = input_gradient(values.sum(), x)
-    return values.detach(), grad.detach(), logits.detach()
+    # The gradient of the sum as a vector-Jacobian product seeded with ones: no sum node, forward or backward.
+    grad = input_gradient(values, x, torch.ones_like(values))
+    return values.detach(), grad, logits.detach()
 
 
 def random_target_classes(y: torch.Tensor, n_classes: int, rng: torch.Generator) -> torch.Tensor:
