@@ -244,7 +244,8 @@ class APGD:
             if alpha == 1.0:
                 moved = z
             else:
-                moved = s.ball.project(torch.add(here, z - here, alpha=alpha).add_(here - s.previous, alpha=1.0 - alpha))
+                pulled = torch.add(here, z - here, alpha=alpha).add_(here - s.previous, alpha=1.0 - alpha)
+                moved = s.ball.project(pulled)
             values, gradients, logits = loss_and_grad(target, moved, s.y, self.loss, s.y_target)
             s.previous, s.here, s.grad = here, moved, gradients
             s.increases = s.increases + (values > s.last_loss)
