@@ -9,7 +9,10 @@ libraries'), and CPU seconds by ``time.process_time()`` around each attack call.
 TorchScript module, as ``hoplon audit --model model.pt`` loads it (its ``TorchTarget`` lays an image model's
 weights out channels_last in place, same values, and runs a scripted ``Sequential`` in two halves around its
 ``Flatten``): its rows are counted into the same tally where the target calls the module, one count per forward
-as the wrapper does. The peers get the module exactly as loaded, inside the wrapper.
+as the wrapper does. The peers get the module exactly as loaded, inside the wrapper. The process keeps freed
+memory for reuse (``hoplon.core.memory.keep_freed_memory``, what ``hoplon audit`` does): glibc's default
+trimming made CPU seconds depend on which library ran before (up to 20 % system time in page faults), and the
+setting applies to every library alike.
 
 Run it from the repository root, inside the benchmark's own environment (see benchmarks/README.md):
 
@@ -78,6 +81,10 @@ from torch.nn import functional as F  # noqa: E402
 
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
+
+from hoplon.core.memory import keep_freed_memory  # noqa: E402
+
+KEPT_FREED_MEMORY = keep_freed_memory()
 
 import art  # noqa: E402
 import foolbox as fb  # noqa: E402
@@ -1251,7 +1258,12 @@ def main(argv: list[str] | None = None) -> int:
     checks: list[dict[str, Any]] = []
     bare: list[dict[str, Any]] = []
     markdown: list[str] = []
-    meta: dict[str, Any] = {"versions": versions(), "quick": args.quick, "problems": {}}
+    meta: dict[str, Any] = {
+        "versions": versions(),
+        "quick": args.quick,
+        "kept_freed_memory": KEPT_FREED_MEMORY,
+        "problems": {},
+    }
     t0 = time.process_time()
     wall0 = time.perf_counter()
     for name in args.datasets.split(","):
@@ -1354,7 +1366,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"hoplon {v['hoplon']}, ART {v['adversarial-robustness-toolbox']}, Foolbox {v['foolbox']}, "
         f"torchattacks {v['torchattacks']}, torch {v['torch']}, numpy {v['numpy']}, Python {v['python']}, "
-        f"{v['torch_threads']} torch thread; total {meta['cpu_s_total']:.0f} CPU s, {meta['wall_s_total']:.0f} s wall"
+        f"{v['torch_threads']} torch thread, freed memory kept for reuse: {'yes' if KEPT_FREED_MEMORY else 'NO'}; "
+        f"total {meta['cpu_s_total']:.0f} CPU s, {meta['wall_s_total']:.0f} s wall"
         f"{' (QUICK run)' if args.quick else ''}{' (PGD-vs-bare-loop check only)' if args.bare_only else ''}."
     )
     text = "\n".join([header, "", "## Targets", "", *lines, "", "## Tables", *markdown, ""])

@@ -57,6 +57,11 @@ COMMAND_OWNERS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Commands that train or attack a model: they allocate and free the same large tensors thousands of times,
+# so they keep freed memory in the process (hoplon.core.memory). Servers and file tools keep glibc's defaults.
+TENSOR_COMMANDS = frozenset({"audit", "demo", "harden", "certify", "calibrate", "data", "redteam"})
+
+
 _registered: set[str] = set()  # command modules already wired into ``app`` (main may run many times per process)
 
 
@@ -114,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return scan_main(scan_args)
     _register_all(argv)
+    args = sys.argv[1:] if argv is None else argv
+    if next((a for a in args if not a.startswith("-")), "") in TENSOR_COMMANDS:
+        from hoplon.core.memory import keep_freed_memory
+
+        keep_freed_memory()
     try:
         returned = app(args=argv, standalone_mode=False)
     except HoplonError as exc:
