@@ -4,9 +4,9 @@ An iterative attack allocates and frees the same few activation and gradient buf
 glibc's ``malloc`` hands freed memory back to the kernel by its own adaptive rules — a block above the
 mmap threshold is unmapped when freed, and the heap's top is trimmed whenever more than the trim threshold
 lies free there — so the next allocation of the same size faults in every 4 KiB page again, zeroed by the
-kernel. Which of the two happens depends on the history of allocations, so the same run can spend 2 % or
-20 % of its time in the kernel: ``hoplon audit robustness`` on the demo digits CNN made 1.3–2.8 million
-minor page faults (3.2–6.3 s of system time in a 25–30 s run) over four runs, and 69 thousand (0.3 s) with
+kernel. Which of the two happens depends on the history of allocations, so the same run can spend 5 % or
+20 % of its time in the kernel: ``hoplon audit robustness`` on the demo digits CNN made 0.4–2.8 million
+minor page faults (1.1–6.3 s of system time in 23–33 s) over seven runs, and 68 thousand (0.3 s) with
 the settings below.
 
 :func:`keep_freed_memory` fixes both thresholds, so freed blocks up to 32 MiB stay in the process for reuse
