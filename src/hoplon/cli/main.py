@@ -65,14 +65,18 @@ TENSOR_COMMANDS = frozenset({"audit", "demo", "harden", "certify", "calibrate", 
 _registered: set[str] = set()  # command modules already wired into ``app`` (main may run many times per process)
 
 
+def _command(argv: list[str] | None) -> str:
+    """The top-level command named on the command line (its first argument that is not an option)."""
+    args = sys.argv[1:] if argv is None else argv
+    return next((a for a in args if not a.startswith("-")), "")
+
+
 def _register_all(argv: list[str] | None = None) -> None:
     import importlib
 
     from hoplon.cli.groups import GROUPS
 
-    args = sys.argv[1:] if argv is None else argv
-    first = next((a for a in args if not a.startswith("-")), "")
-    for name in COMMAND_OWNERS.get(first, COMMAND_MODULES):
+    for name in COMMAND_OWNERS.get(_command(argv), COMMAND_MODULES):
         if name in _registered:
             continue
         qualified = f"hoplon.cli.{name}"
@@ -119,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return scan_main(scan_args)
     _register_all(argv)
-    args = sys.argv[1:] if argv is None else argv
-    if next((a for a in args if not a.startswith("-")), "") in TENSOR_COMMANDS:
+    if _command(argv) in TENSOR_COMMANDS:
         from hoplon.core.memory import keep_freed_memory
 
         keep_freed_memory()

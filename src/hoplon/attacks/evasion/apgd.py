@@ -214,7 +214,7 @@ class APGD:
         found = current.clone()
         fooled = logits.argmax(1) != y
         active = (~fooled).nonzero().squeeze(1)
-        state = _State(
+        s = _State(
             ball=BallBox(x, self.norm, eps, bounds),
             y=y,
             y_target=y_target,
@@ -231,13 +231,12 @@ class APGD:
             halved_at_check=torch.zeros(n, dtype=torch.bool, device=x.device),
         )
         if active.numel() < n:
-            state = state.keep(active)
+            s = s.keep(active)
         shape = (-1, *([1] * (x.ndim - 1)))
         marks, last_mark = set(checkpoints(self.steps)), 0
         for k in range(self.steps):
             if active.numel() == 0:
                 break
-            s = state
             alpha = self.momentum if k > 0 else 1.0
             here = s.here
             z = s.ball.project(torch.addcmul(here, s.step.reshape(shape), unit_step(s.grad, self.norm)))
@@ -264,7 +263,7 @@ class APGD:
                 fooled[active[rows]] = True
                 keep = (~hit).nonzero().squeeze(1)
                 active = active[keep]
-                state = s = s.keep(keep)
+                s = s.keep(keep)
             if k + 1 in marks:
                 # Section 3.2: halve where (1) under a fraction rho of the steps since the last checkpoint
                 # raised the loss, or (2) the step size was kept at the last checkpoint and the best loss
@@ -280,7 +279,7 @@ class APGD:
                 s.halved_at_check, s.best_at_check = halve, s.best_loss
                 s.increases = torch.zeros_like(s.increases)
                 last_mark = k + 1
-        found[active] = state.best_x
+        found[active] = s.best_x
         return found, fooled
 
 
