@@ -80,6 +80,11 @@ def test_the_cli_keeps_freed_memory_for_tensor_commands_only(
     from hoplon.cli.main import main
 
     calls: list[bool] = []
-    monkeypatch.setattr(hoplon.core.memory, "keep_freed_memory", lambda: calls.append(True) or True)
+
+    def record() -> bool:
+        calls.append(True)
+        return True
+
+    monkeypatch.setattr(hoplon.core.memory, "keep_freed_memory", record)
     assert main(argv) == 0
     assert bool(calls) == applied
