@@ -51,9 +51,12 @@ def _apply() -> bool:
     if not sys.platform.startswith("linux") or any(name in os.environ for name in _USER_SETTINGS):
         return False
     import ctypes
-    import platform
 
-    if platform.libc_ver()[0] != "glibc":
+    try:  # glibc answers this at once (platform.libc_ver would scan the interpreter's binary)
+        libc_version = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        return False
+    if not libc_version or not libc_version.startswith("glibc"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
