@@ -226,16 +226,17 @@ def test_long_integers_stay_exact_and_non_finite_values_keep_their_errors() -> N
     with pytest.raises(BadRequest) as refused:
         parse_inputs(b'{"instances": [[NaN]]}', max_elements=10)
     assert refused.value.reason == "non_finite"
-    # a number written as a string is read by numpy: "nan", "inf" and an overflowing one are refused too
+    # a number written as a string is refused, whatever it says ("nan", "inf", an overflowing one, "1.5")
     for body in (
         b'{"instances": [["nan", 1.0]]}',
         b'{"instances": [["1e999", 1.0]]}',
         b'{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": ["inf", 1.0]}]}',
         b'{"inputs": [["-Infinity", 1.0]]}',
+        b'{"instances": [["1.5", 1.0]]}',
     ):
         with pytest.raises(BadRequest) as stringly:
             parse_inputs(body, max_elements=10)
-        assert stringly.value.reason == "non_finite", body
+        assert stringly.value.reason == "bad_values", body
     with pytest.raises(BadRequest) as bad:
         parse_inputs(b'{"instances": [[1,]]}', max_elements=10)
     assert bad.value.reason == "bad_json"

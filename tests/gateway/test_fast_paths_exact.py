@@ -52,13 +52,23 @@ def test_flat_numbers_pack_as_numpy_converts_them(data: list[Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "reason"), [([1.0, 10**400], "non_finite"), ([1.0, None, "x"], "bad_values"), ([1.0, [2.0]], "bad_values")]
+    ("data", "reason"), [([1.0, 10**400], "non_finite"), ([1.0, None, 3], "bad_values"), ([1.0, [2.0]], "bad_values")]
 )
 def test_what_struct_refuses_numpy_decides(data: list[Any], reason: str) -> None:
     with pytest.raises(BadRequest) as caught:
         _numeric(data)
     assert caught.value.reason == reason
-    assert _numeric(["1.5", 2.0]).tolist() == [1.5, 2.0]  # numpy's own reading of numeric strings stays
+    assert _numeric([1, 2.5, True, 10**20]).tolist() == [1.0, 2.5, 1.0, 1e20]  # numbers as floats, as before
+
+
+@pytest.mark.parametrize(
+    "data", [["1.5", 2.0], [[1.0, "2"]], ["nan", 1.0], [None, "1.5"], [10**400, "1"], [b"1"], [[1.0], ["x"]]]
+)
+def test_numbers_written_as_strings_are_refused(data: list[Any]) -> None:
+    with pytest.raises(BadRequest) as caught:
+        _numeric(data)
+    assert caught.value.reason == "bad_values"
+    assert str(caught.value) == "The input must hold numbers; it holds strings."
 
 
 @pytest.mark.parametrize("digits", [0, 3, 8])

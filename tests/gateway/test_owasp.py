@@ -186,13 +186,18 @@ def test_wrong_shape(gateway: Firewall, alice: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"1" + b"0" * 400, b'"nan"', b'"-inf"', b'"1e999"']
+    ("literal", "reason"),
+    [
+        *((value, "non_finite") for value in (b"NaN", b"Infinity", b"-Infinity", b"1e999", b"1" + b"0" * 400)),
+        # written as strings they are not numbers at all (nor is "0.5")
+        *((value, "bad_values") for value in (b'"nan"', b'"-inf"', b'"1e999"', b'"0.5"')),
+    ],
 )
-def test_nan_and_inf(gateway: Firewall, alice: str, literal: bytes) -> None:
+def test_nan_and_inf(gateway: Firewall, alice: str, literal: bytes, reason: str) -> None:
     body = b'{"inputs":[{"name":"x","shape":[1,1,8,8],"datatype":"FP32","data":[' + b"0," * 63 + literal + b"]}]}"
     reply = infer(gateway, body, {"x-api-key": alice})
-    assert reply.status == 400 and reply.json()["error"]["code"] == "non_finite"
-    assert audit_of(gateway, reply)["reason"] == "non_finite"
+    assert reply.status == 400 and reply.json()["error"]["code"] == reason
+    assert audit_of(gateway, reply)["reason"] == reason
 
 
 def test_input_outside_the_profile(gateway: Firewall, alice: str, digits_test: Dataset) -> None:

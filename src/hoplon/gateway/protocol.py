@@ -187,7 +187,7 @@ def parse_inputs(body: bytes, *, max_elements: int) -> ParsedInput:
 def _numeric(data: Any) -> np.ndarray:
     if type(data) is list and (not data or type(data[0]) is not list):
         # A flat list of numbers (v2's ``data``): struct writes the doubles straight into the array, the
-        # values np.asarray gives (a float's own, an int's float(), bool 1.0/0.0) at about half its cost.
+        # values numpy gives (a float's own, an int's float(), bool 1.0/0.0) at about half its cost.
         # Anything else (nested rows, strings, None, an integer beyond a float's range) goes to numpy.
         n = len(data)
         array = np.empty(n)
@@ -197,13 +197,23 @@ def _numeric(data: Any) -> np.ndarray:
         except (struct.error, TypeError, ValueError, OverflowError):
             pass
     try:
-        array = np.asarray(data, dtype=np.float64)
-    except (ValueError, TypeError):
+        raw = np.asarray(data)
+    except (ValueError, TypeError):  # ragged rows
+        raise BadRequest(400, "bad_values", "The input must be a rectangular array of numbers.") from None
+    # A tensor's data are JSON numbers: a number written as a string ("1.5", "nan", "1e999") is refused, not
+    # read the way numpy would read it. Numbers mixed with strings come out of numpy as strings; beside None or
+    # an integer beyond 64 bits as objects, which are scanned (plain numbers within 64 bits never make those).
+    kind = raw.dtype.kind
+    if kind in "USV" or (kind == "O" and any(isinstance(v, (str, bytes)) for v in raw.flat)):
+        raise BadRequest(400, "bad_values", "The input must hold numbers; it holds strings.")
+    if kind == "O" and any(v is None for v in raw.flat):  # numpy would read a JSON null as NaN
+        raise BadRequest(400, "bad_values", "The input must hold numbers; it holds null.")
+    try:
+        array = raw.astype(np.float64, copy=False)
+    except (ValueError, TypeError):  # None, nested objects
         raise BadRequest(400, "bad_values", "The input must be a rectangular array of numbers.") from None
     except OverflowError:  # an integer beyond a float's range (the standard library reads it exactly)
         raise BadRequest(400, "non_finite", "The input holds a number beyond the range of a float.") from None
-    # numpy also reads numeric strings ("nan", "inf", "1e999"): whatever orjson could vouch for, what numpy
-    # made of it is checked here (the struct path above takes real numbers only)
     if not np.isfinite(array).all():
         raise BadRequest(400, "non_finite", "The input holds NaN or infinite values.")
     return array
