@@ -16,9 +16,9 @@ torch.set_num_threads(1)
 from hoplon.core.memory import keep_freed_memory  # noqa: E402
 from hoplon.data import Dataset, demo  # noqa: E402
 from hoplon.models import digits_cnn, tabular_mlp, train_classifier  # noqa: E402
+from hoplon.targets import TorchTarget  # noqa: E402
 
 keep_freed_memory()  # as the CLI does for its tensor commands: no page faults for reused buffers
-from hoplon.targets import TorchTarget  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -210,7 +210,7 @@ def _numeric(data: Any) -> np.ndarray:
         raise BadRequest(400, "bad_values", "The input must hold numbers; it holds null.")
     try:
         array = raw.astype(np.float64, copy=False)
-    except (ValueError, TypeError):  # None, nested objects
+    except (ValueError, TypeError):  # a JSON object or array where a number belongs
         raise BadRequest(400, "bad_values", "The input must be a rectangular array of numbers.") from None
     except OverflowError:  # an integer beyond a float's range (the standard library reads it exactly)
         raise BadRequest(400, "non_finite", "The input holds a number beyond the range of a float.") from None
